@@ -1,0 +1,172 @@
+"""What is being checked: an assignment's parameters, data, loss, and reference gradients, as data.
+
+An :class:`Assignment` is everything the machinery (strategies, oracles, verdicts, plugin items, gate
+reports) needs to know about one gradient exercise. The seed's two-layer sigmoid network is one instance
+(``models.two_layer.SIGMOID``), not a special case in the code. A :class:`Case` is one concrete problem: sizes,
+dtype, device and the seed its tensors are drawn from, so that seven small fields reproduce it exactly.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from gradcheckers.errors import InvalidArgument
+
+__all__ = ["Assignment", "Case", "Sizes", "available_assignments", "get_assignment"]
+
+SIZE_NAMES = ("batch", "n_feature", "n_hidden", "n_output")
+
+
+@dataclass(frozen=True, order=True)
+class Sizes:
+    """The problem dimensions a case is drawn at."""
+
+    batch: int
+    n_feature: int
+    n_hidden: int
+    n_output: int
+
+    def describe(self) -> str:
+        return ", ".join(f"{name}={getattr(self, name)}" for name in SIZE_NAMES)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One problem instance; its tensors are a pure function of these fields (see ``Assignment.tensors``)."""
+
+    sizes: Sizes
+    dtype: str = "float64"
+    device: str = "cpu"
+    seed: int = 0
+    scale: float = 1.0
+
+    def describe(self) -> str:
+        scale = "" if self.scale == 1.0 else f", scale={self.scale:g}"
+        return f"{self.sizes.describe()}, dtype={self.dtype}, device={self.device}, seed={self.seed}{scale}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The counterexample object of the JSON report (its schema is documented in the README)."""
+        out: dict[str, Any] = {name: getattr(self.sizes, name) for name in SIZE_NAMES}
+        out.update(dtype=self.dtype, device=self.device, seed=self.seed, scale=self.scale)
+        return out
+
+    def replace(self, **changes: Any) -> Case:
+        sizes = {f.name: changes.pop(f.name, getattr(self.sizes, f.name)) for f in fields(Sizes)}
+        base: dict[str, Any] = {"sizes": Sizes(**sizes), "dtype": self.dtype, "device": self.device,
+                                "seed": self.seed, "scale": self.scale}
+        base.update(changes)
+        return Case(**base)
+
+
+TensorMap = Mapping[str, Tensor]
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """A gradient exercise, described by data and a few functions over named tensors.
+
+    - ``inputs`` and ``parameters`` name the arguments of every submitted function, in order
+      (``grad_<parameter>(*inputs, *parameters)``); the gradients are taken with respect to ``parameters``.
+    - ``draw(sizes, generator, scale)`` returns float64 (or integer, for labels) CPU tensors for every
+      argument; a case's tensors are these, cast to the case's dtype and moved to its device.
+    - ``loss(**args)`` is the scalar loss; ``reference(**args)`` the correct analytic gradients.
+    - ``autograd``, ``finite_differences`` and ``rounding`` are optional fast or exact paths; without them
+      the generic oracles in :mod:`gradcheckers.references` are used (autograd of ``loss``, batched central
+      differences of ``loss``, and a tolerance relative to the gradient's largest entry).
+    - ``holomorphic``: the loss is a complex-analytic function of the parameters, so complex-step
+      differentiation applies to it.
+    """
+
+    name: str
+    title: str
+    inputs: tuple[str, ...]
+    parameters: tuple[str, ...]
+    shapes: Callable[[Sizes], dict[str, tuple[int, ...]]]
+    draw: Callable[[Sizes, torch.Generator, float], dict[str, Tensor]]
+    loss: Callable[..., Tensor]
+    reference: Callable[..., dict[str, Tensor]]
+    autograd: Callable[[TensorMap], dict[str, Tensor]] | None = None
+    finite_differences: Callable[[TensorMap], dict[str, tuple[Tensor, Tensor]]] | None = None
+    rounding: Callable[[TensorMap], dict[str, Tensor]] | None = None
+    smooth: bool = True
+    holomorphic: bool = False
+    fixed_sizes: Mapping[str, int] = field(default_factory=dict)
+    kinks: Callable[[TensorMap], Tensor] | None = None
+
+    @property
+    def arguments(self) -> tuple[str, ...]:
+        return self.inputs + self.parameters
+
+    def tensors(self, case: Case) -> dict[str, Tensor]:
+        """The case's arguments at its dtype and device (floating tensors only are cast)."""
+        generator = torch.Generator().manual_seed(case.seed)
+        dtype = getattr(torch, case.dtype)
+        values = self.draw(case.sizes, generator, case.scale)
+        return {
+            name: (t.to(dtype) if t.is_floating_point() else t).to(case.device) for name, t in values.items()
+        }
+
+
+_BUILTIN = {
+    "two-layer-sigmoid": "models.two_layer:SIGMOID",
+    "two-layer-tanh": "models.two_layer:TANH",
+    "two-layer-relu": "models.two_layer:RELU",
+    "two-layer-mse-mean": "models.two_layer:MSE_MEAN",
+    "softmax-classifier": "models.softmax:SOFTMAX_CLASSIFIER",
+    "logistic-regression": "models.logistic:LOGISTIC_REGRESSION",
+}
+DEFAULT_ASSIGNMENT = "two-layer-sigmoid"
+
+
+def available_assignments() -> list[str]:
+    """Names of the bundled assignments whose definitions import."""
+    names = []
+    for name, target in _BUILTIN.items():
+        if importlib.util.find_spec(target.split(":")[0]) is not None:
+            names.append(name)
+    return names
+
+
+def get_assignment(spec: str | Assignment | None = None) -> Assignment:
+    """An assignment by bundled name, by ``path/to/file.py[:NAME]``, or ``module:NAME``; None is the seed's.
+
+    A definition file must define a module-level :class:`Assignment` called ``ASSIGNMENT`` (or the NAME
+    given after the colon).
+    """
+    if isinstance(spec, Assignment):
+        return spec
+    spec = spec or DEFAULT_ASSIGNMENT
+    target = _BUILTIN.get(spec, spec)
+    location, _, attribute = target.rpartition(":") if ":" in target else (target, "", "")
+    attribute = attribute or "ASSIGNMENT"
+    if location.endswith(".py") or Path(location).suffix == ".py":
+        path = Path(location)
+        if not path.is_file():
+            raise InvalidArgument(f"assignment={spec!r}: no such file {path}")
+        module_name = f"_gradcheckers_assignment_{abs(hash(path.resolve()))}"
+        module_spec = importlib.util.spec_from_file_location(module_name, path)
+        assert module_spec is not None and module_spec.loader is not None
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[module_name] = module
+        module_spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(location)
+        except ImportError:
+            raise InvalidArgument(
+                f"assignment={spec!r} is neither a bundled assignment ({', '.join(_BUILTIN)}) nor an "
+                "importable module or .py file"
+            ) from None
+    value = getattr(module, attribute, None)
+    if not isinstance(value, Assignment):
+        raise InvalidArgument(f"assignment={spec!r}: {location} defines no Assignment named {attribute}")
+    return value

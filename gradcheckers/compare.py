@@ -1,0 +1,331 @@
+"""The verdict: an analytic gradient against the two references, and the messages that explain it.
+
+Layered as in ``torch.testing``: tolerance policy (:mod:`gradcheckers.tolerance`) -> conversion and shape
+checks -> elementwise comparison -> message builders -> the thin public :func:`assert_gradients_agree`.
+Internal results are :class:`Verdict` records; they become exceptions only at the public boundary.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gradcheckers.errors import GradientMismatchError, InvalidArgument, SubmissionFailure
+from gradcheckers.references import (
+    autograd_gradients,
+    directional_derivatives,
+    finite_difference_gradients,
+)
+from gradcheckers.tolerance import (
+    Tolerance,
+    allowed_error,
+    generic_rounding,
+    references_agree,
+)
+
+__all__ = ["InconclusiveWarning", "Verdict", "WorstElement", "as_gradient", "assert_gradients_agree", "judge"]
+
+# The policy of gradcheckers.tolerance, no user override.
+DEFAULT_TOLERANCE = Tolerance()
+
+Status = Literal["pass", "fail", "inconclusive"]
+
+
+class InconclusiveWarning(UserWarning):
+    """Autograd and finite differences disagreed, so nothing could be said about the analytic gradient."""
+
+
+@dataclass(frozen=True)
+class WorstElement:
+    """The element that failed by the largest margin, with the value of each source there."""
+
+    index: tuple[int, ...]
+    analytic: float
+    autograd: float
+    finite_differences: float
+    fd_error: float
+    allowed: float
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The judgement of one parameter's gradient on one case."""
+
+    parameter: str
+    status: Status
+    reason: str | None = None  # one of errors.FAILURE_REASONS when status == "fail"
+    summary: str = ""  # one line
+    details: str = ""  # the rest of the message: counts, worst element, shapes, context
+    worst: WorstElement | None = None
+
+    @property
+    def message(self) -> str:
+        return f"{self.summary}\n{self.details}".rstrip() if self.details else self.summary
+
+
+def _index(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.unravel_index(flat, shape)) if shape else ()
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def as_gradient(value: object, parameter: str, function: str | None = None) -> Tensor:
+    """A submitted gradient as a CPU tensor; numpy arrays are accepted, anything else is a failure."""
+    who = function or f"the gradient of {parameter}"
+    if isinstance(value, Tensor):
+        tensor = value.detach().cpu()
+    elif isinstance(value, np.ndarray):
+        if value.dtype.kind not in "fiub":
+            raise SubmissionFailure("error", f"{who} returned a numpy array of dtype {value.dtype}, not numbers")
+        tensor = torch.from_numpy(np.ascontiguousarray(value))
+    else:
+        hint = " (did you forget a return statement?)" if value is None else ""
+        raise SubmissionFailure(
+            "error", f"{who} returned {type(value).__name__}{hint}; expected a torch.Tensor or numpy.ndarray"
+        )
+    if tensor.is_complex() or not (tensor.is_floating_point() or tensor.dtype in _INTEGER_DTYPES):
+        raise SubmissionFailure("error", f"{who} returned a tensor of dtype {tensor.dtype}, expected floats")
+    return tensor
+
+
+_INTEGER_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool)
+
+
+def judge(
+    parameter: str,
+    value: object,
+    shape: tuple[int, ...],
+    autograd: Tensor,
+    finite_differences: Tensor,
+    fd_error: Tensor,
+    rounding: Tensor,
+    dtype: torch.dtype,
+    tolerance: Tolerance = DEFAULT_TOLERANCE,
+    context: str = "",
+    function: str | None = None,
+) -> Verdict:
+    """Judge one analytic gradient against the float64 references of one case.
+
+    Order of the checks: a tensor of numbers, exactly the parameter's shape (no broadcasting), finite, then
+    agreement with autograd wherever autograd and finite differences agree with each other.
+    """
+    who = function or f"the gradient of {parameter}"
+    try:
+        got = as_gradient(value, parameter, function)
+    except SubmissionFailure as failure:
+        return Verdict(parameter, "fail", failure.reason, failure.message, context)
+    if tuple(got.shape) != tuple(shape):
+        return Verdict(
+            parameter,
+            "fail",
+            "shape",
+            f"{who} returned shape {tuple(got.shape)}; {parameter} has shape {tuple(shape)}. The gradient "
+            "must have exactly the parameter's shape; a comparison that broadcasts one against the other "
+            "hides the error." + _shape_hint(tuple(got.shape), tuple(shape)),
+            context,
+        )
+    got = got.to(torch.float64)
+    finite = torch.isfinite(got)
+    if not bool(finite.all()):
+        bad = (~finite).nonzero()
+        first = tuple(int(i) for i in bad[0]) if bad.numel() else ()
+        return Verdict(
+            parameter,
+            "fail",
+            "non-finite",
+            f"{who} returned {bad.shape[0]} non-finite value(s) of {got.numel()} "
+            f"(first {_fmt(got[first].item())} at index {first}); the exact gradient is finite here "
+            f"(autograd gives {_fmt(autograd[first].item())}). Look for exp() overflowing: write sigmoid' "
+            "as s * (1 - s).",
+            context,
+        )
+
+    conclusive = references_agree(autograd, finite_differences, fd_error, rounding)
+    allowed = allowed_error(autograd, rounding, dtype, tolerance)
+    diff = (got - autograd).abs()
+    mismatched = (diff > allowed) & conclusive
+    if bool(mismatched.any()):
+        return _mismatch(parameter, who, got, autograd, finite_differences, fd_error, allowed, mismatched,
+                         dtype, context)
+    if not bool(conclusive.all()):
+        n = int((~conclusive).sum())
+        return Verdict(
+            parameter,
+            "inconclusive",
+            None,
+            f"{parameter}: autograd and finite differences disagree on {n} of {got.numel()} element(s) "
+            "(a kink, overflow or a too-coarse step), so this case says nothing about the formula",
+            context,
+        )
+    return Verdict(parameter, "pass")
+
+
+def _shape_hint(got: tuple[int, ...], want: tuple[int, ...]) -> str:
+    if len(got) == len(want) + 1 and got[1:] == want:
+        return f" The extra leading axis of size {got[0]} looks like the batch: sum over it."
+    if len(got) == 2 and len(want) == 1 and want[0] in got:
+        return " A bias gradient is a vector: sum the per-sample gradients over the batch (dim 0)."
+    if len(got) == 2 and got[::-1] == want:
+        return " It is the transpose of the expected shape."
+    return ""
+
+
+def _mismatch(
+    parameter: str,
+    who: str,
+    got: Tensor,
+    autograd: Tensor,
+    fd: Tensor,
+    fd_error: Tensor,
+    allowed: Tensor,
+    mismatched: Tensor,
+    dtype: torch.dtype,
+    context: str,
+) -> Verdict:
+    shape = tuple(got.shape)
+    total = got.numel()
+    count = int(mismatched.sum())
+    diff = (got - autograd).abs()
+    margin = torch.where(mismatched, diff - allowed, torch.full_like(diff, -math.inf))
+    worst = int(margin.reshape(-1).argmax())
+    abs_i = int(torch.where(mismatched, diff, torch.zeros_like(diff)).reshape(-1).argmax())
+    rel = diff / autograd.abs()
+    rel_allowed = allowed / autograd.abs()
+    rel_i = int(torch.where(mismatched, rel, torch.zeros_like(rel)).reshape(-1).argmax())
+    flat = lambda t: t.reshape(-1)
+    w = _index(worst, shape)
+    element = WorstElement(
+        index=w,
+        analytic=float(flat(got)[worst]),
+        autograd=float(flat(autograd)[worst]),
+        finite_differences=float(flat(fd)[worst]),
+        fd_error=float(flat(fd_error)[worst]),
+        allowed=float(flat(allowed)[worst]),
+    )
+    lines = [
+        f"Mismatched elements: {count} / {total} ({100.0 * count / total:.1f}%)",
+        f"Greatest absolute difference: {_fmt(float(flat(diff)[abs_i]))} at index {_index(abs_i, shape)} "
+        f"(up to {_fmt(float(flat(allowed)[abs_i]))} allowed)",
+        f"Greatest relative difference: {_fmt(float(flat(rel)[rel_i]))} at index {_index(rel_i, shape)} "
+        f"(up to {_fmt(float(flat(rel_allowed)[rel_i]))} allowed)",
+        f"Worst element {w}: analytic {_fmt(element.analytic)}, autograd {_fmt(element.autograd)}, "
+        f"finite differences {_fmt(element.finite_differences)} (+-{element.fd_error:.1g})",
+        f"Shape {shape}, analytic dtype {dtype} (references in float64)",
+    ]
+    if context:
+        lines.append(context)
+    summary = (
+        f"{who} disagrees with autograd and finite differences (which agree with each other) "
+        f"on {count} of {total} element(s)"
+    )
+    return Verdict(parameter, "fail", "mismatch", summary, "\n".join(lines), element)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The public assertion for any scalar loss.
+
+
+def assert_gradients_agree(
+    loss_fn: Callable[..., Tensor],
+    params: Mapping[str, Tensor],
+    analytic: Mapping[str, Any],
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+    step: float = 1e-5,
+    max_full_elements: int = 4096,
+    directions: int = 16,
+    seed: int = 0,
+) -> None:
+    """Assert that hand-derived gradients of ``loss_fn(**params)`` agree with autograd and finite differences.
+
+    ``params`` maps names to tensors (the loss is called with them as keyword arguments); ``analytic`` maps
+    the same names to your gradients (tensors or numpy arrays of exactly the parameters' shapes). References
+    are computed in float64 from the parameters' own values; your gradients are judged with a tolerance
+    derived from their dtype (see :mod:`gradcheckers.tolerance`), or ``rtol`` and ``atol`` given together.
+
+    Up to ``max_full_elements`` parameter elements in all, every element is checked against a full
+    finite-difference gradient; beyond that, each tensor is checked along ``directions`` random directions
+    of its own (seeded by ``seed``), which catches one wrong element far more reliably than directions over
+    the whole parameter vector.
+
+    Raises :class:`~gradcheckers.errors.GradientMismatchError` (an ``AssertionError``) naming every
+    parameter that disagrees; warns :class:`InconclusiveWarning` where the references disagree.
+    """
+    __tracebackhide__ = True
+    tolerance = Tolerance(rtol, atol)
+    if not isinstance(params, Mapping) or not params:
+        raise InvalidArgument(f"params={params!r} must be a non-empty mapping of names to tensors")
+    missing = [name for name in params if name not in analytic]
+    if missing:
+        raise InvalidArgument(f"analytic has no gradient for {missing}; it has {sorted(analytic)}")
+    for name, p in params.items():
+        if not isinstance(p, Tensor) or not p.is_floating_point():
+            raise InvalidArgument(f"params[{name!r}]={type(p).__name__} must be a floating-point tensor")
+    names = list(params)
+    args64 = {k: v.detach().double() for k, v in params.items()}
+    ag = autograd_gradients(loss_fn, args64, names)
+    noise: dict[str, Tensor | None] = {}
+    for name in names:
+        noise[name] = None
+    low = [name for name in names if params[name].dtype != torch.float64]
+    if low:
+        # Autograd in the parameters' own dtype is a correct low-precision computation: its distance from
+        # the float64 gradient shows how much rounding this loss amplifies.
+        native = autograd_gradients(loss_fn, dict(params), names, promote=False)
+        for name in low:
+            noise[name] = (native[name].double() - ag[name]).abs().cpu()
+
+    full = sum(p.numel() for p in params.values()) <= max_full_elements
+    failures: list[Verdict] = []
+    inconclusive: list[Verdict] = []
+    if full:
+        fd = finite_difference_gradients(loss_fn, args64, names, step=step)
+        for name in names:
+            ref = ag[name].cpu()
+            rounding = generic_rounding(ref, noise[name], params[name].dtype)
+            verdict = judge(name, analytic[name], tuple(params[name].shape), ref, fd[name][0].cpu(),
+                            fd[name][1].cpu(), rounding, params[name].dtype, tolerance)
+            (failures if verdict.status == "fail" else inconclusive if verdict.status != "pass" else []).append(
+                verdict
+            )
+    else:
+        generator = torch.Generator().manual_seed(seed)
+        dirs = {n: torch.randn(directions, *params[n].shape, generator=generator, dtype=torch.float64)
+                for n in names}
+        dd = directional_derivatives(loss_fn, args64, names, {n: d.to(args64[n].device) for n, d in dirs.items()},
+                                     step=step)
+        for name in names:
+            try:
+                got = as_gradient(analytic[name], name)
+            except SubmissionFailure as failure:
+                failures.append(Verdict(name, "fail", failure.reason, failure.message))
+                continue
+            if tuple(got.shape) != tuple(params[name].shape):
+                failures.append(judge(name, got, tuple(params[name].shape), ag[name].cpu(), ag[name].cpu(),
+                                      torch.zeros_like(ag[name].cpu()), ag[name].cpu(), params[name].dtype))
+                continue
+            d = dirs[name].reshape(directions, -1)
+            project = lambda g: d @ g.reshape(-1).double().cpu()  # noqa: B023
+            ref = project(ag[name])
+            rounding = generic_rounding(ag[name].cpu(), noise[name], params[name].dtype)
+            proj_rounding = d.abs() @ rounding.reshape(-1)
+            verdict = judge(f"{name} (along {directions} random directions)", project(got), (directions,),
+                            ref, dd[name][0].cpu(), dd[name][1].cpu(), proj_rounding, params[name].dtype,
+                            tolerance)
+            (failures if verdict.status == "fail" else inconclusive if verdict.status != "pass" else []).append(
+                verdict
+            )
+    for verdict in inconclusive:
+        warnings.warn(verdict.summary, InconclusiveWarning, stacklevel=2)
+    if failures:
+        raise GradientMismatchError("\n\n".join(v.message for v in failures))

@@ -1,0 +1,460 @@
+"""The property check: a set of gradient formulas against the references over Hypothesis-drawn cases.
+
+One Hypothesis run per parameter, so that each parameter gets its own smallest counterexample. The runs
+share the references through a cache keyed by case: with the same seed every run draws the same cases, so
+the oracles are paid for once. This is what the pytest plugin and the course gate both call.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import hypothesis
+import torch
+from hypothesis import HealthCheck, Phase
+from hypothesis import strategies as st
+from hypothesis.errors import Flaky
+from torch import Tensor
+
+from gradcheckers import strategies
+from gradcheckers.assignment import DEFAULT_ASSIGNMENT, SIZE_NAMES, Assignment, Case, get_assignment
+from gradcheckers.compare import Verdict, WorstElement, judge
+from gradcheckers.errors import InvalidArgument, SubmissionFailure
+from gradcheckers.references import References, compute_references
+from gradcheckers.tolerance import Tolerance
+
+__all__ = [
+    "CheckResult",
+    "CheckSettings",
+    "ParameterResult",
+    "check_formulas",
+    "evaluate_case",
+    "formulas_from_namespace",
+]
+
+Formula = Callable[..., object]
+# Failures after which retrying costs a full limit each time: stop the parameter's run at the first one
+# rather than let Hypothesis shrink through one timeout per step.
+ABORTING_REASONS = frozenset({"timeout", "memory"})
+
+
+@dataclass(frozen=True)
+class CheckSettings:
+    """Everything that decides a check's verdicts; equal settings give equal verdicts."""
+
+    max_examples: int = 100
+    seed: int = 0
+    dtypes: tuple[str, ...] = ("float64", "float32")
+    devices: tuple[str, ...] | None = None  # None: every available device
+    stress: bool = False
+    rtol: float | None = None
+    atol: float | None = None
+    size_bounds: Mapping[str, tuple[int, int]] = field(
+        default_factory=lambda: dict(strategies.DEFAULT_SIZE_BOUNDS)
+    )
+    assignment: str = DEFAULT_ASSIGNMENT
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_examples, int) or self.max_examples < 1:
+            raise InvalidArgument(f"max_examples={self.max_examples!r} must be a positive integer")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise InvalidArgument(f"seed={self.seed!r} must be a non-negative integer")
+        Tolerance(self.rtol, self.atol)
+        strategies.dtypes(self.dtypes)
+        strategies.devices(self.devices)
+        for name, (lo, hi) in self.size_bounds.items():
+            if name not in SIZE_NAMES:
+                raise InvalidArgument(f"size_bounds has an unknown size {name!r} (known: {SIZE_NAMES})")
+            strategies._check_bounds(name, lo, hi)
+
+    @property
+    def tolerance(self) -> Tolerance:
+        return Tolerance(self.rtol, self.atol)
+
+    def case_strategy(self, assignment: Assignment) -> st.SearchStrategy[Case]:
+        bounds = {**strategies.DEFAULT_SIZE_BOUNDS, **self.size_bounds}
+        sizes = strategies.sizes(**{f"{m}_{n}": b[i] for n, b in bounds.items() for i, m in enumerate(("min", "max"))})
+        return strategies.cases(
+            assignment,
+            sizes=sizes,
+            dtype=strategies.dtypes(self.dtypes),
+            device=strategies.devices(self.devices),
+            stress=self.stress,
+        )
+
+
+@dataclass(frozen=True)
+class ParameterResult:
+    """The outcome for one parameter: pass, or the smallest failing case and why it fails."""
+
+    parameter: str
+    passed: bool
+    examples: int
+    inconclusive: int = 0
+    reason: str | None = None
+    message: str | None = None
+    counterexample: Case | None = None
+    worst: WorstElement | None = None
+    diagnosis: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "examples": self.examples,
+            "inconclusive": self.inconclusive,
+            "reason": self.reason,
+            "message": self.message,
+            "counterexample": None if self.counterexample is None else self.counterexample.to_json(),
+            "worst": None if self.worst is None else _finite_json(self.worst.__dict__),
+            "diagnosis": self.diagnosis,
+        }
+
+
+def _finite_json(values: Mapping[str, Any]) -> dict[str, Any]:
+    # JSON has no NaN or infinity: write them as strings rather than produce an invalid document.
+    return {k: (repr(v) if isinstance(v, float) and not math.isfinite(v) else v) for k, v in values.items()}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of a whole check: one :class:`ParameterResult` per parameter."""
+
+    assignment: str
+    settings: CheckSettings
+    parameters: dict[str, ParameterResult]
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.parameters.values())
+
+    @property
+    def seed(self) -> int:
+        return self.settings.seed
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "seed": self.seed,
+            "assignment": self.assignment,
+            "parameters": {name: r.to_json() for name, r in self.parameters.items()},
+        }
+
+
+# --------------------------------------------------------------------------------------------------------
+# One case
+
+
+class _ReferenceCache:
+    """References by case, least recently used first out; the four parameter runs draw the same cases."""
+
+    def __init__(self, assignment: Assignment, size: int = 2048) -> None:
+        self.assignment = assignment
+        self.size = size
+        self._entries: OrderedDict[Case, tuple[dict[str, Tensor], References]] = OrderedDict()
+
+    def get(self, case: Case) -> tuple[dict[str, Tensor], References]:
+        entry = self._entries.get(case)
+        if entry is None:
+            args = self.assignment.tensors(case)
+            entry = (args, compute_references(self.assignment, args))
+            self._entries[case] = entry
+            if len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        else:
+            self._entries.move_to_end(case)
+        return entry
+
+
+def _guarded(formula: Formula, name: str) -> Formula:
+    """Call an in-process formula on fresh copies and refuse in-place changes to its inputs."""
+
+    def call(*args: Tensor) -> object:
+        copies = [a.clone() for a in args]
+        try:
+            result = formula(*copies)
+        except SubmissionFailure:
+            raise
+        except Exception as error:  # the formula's own bug: reported, never a crash of the checker
+            raise SubmissionFailure("error", f"{name} raised {_describe_exception(error)}") from None
+        changed = [i for i, (a, c) in enumerate(zip(args, copies)) if not torch.equal(a, c)]
+        if changed:
+            raise SubmissionFailure("mutated-input", f"{name} modified its input(s) in place: {changed}")
+        return result
+
+    return call
+
+
+def _describe_exception(error: BaseException) -> str:
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    return f"{type(error).__name__}: {error}{where}"
+
+
+def evaluate_case(
+    parameter: str,
+    formula: Formula,
+    case: Case,
+    assignment: Assignment,
+    cache: _ReferenceCache,
+    tolerance: Tolerance,
+    function: str | None = None,
+) -> Verdict:
+    """Run one formula on one case and judge its result."""
+    args, refs = cache.get(case)
+    ordered = [args[name] for name in assignment.arguments]
+    try:
+        value = formula(*ordered)
+    except SubmissionFailure as failure:
+        return Verdict(parameter, "fail", failure.reason, failure.message, f"Case: {case.describe()}")
+    rounding = refs.rounding[parameter] if refs.rounding is not None else None
+    if rounding is None:
+        from gradcheckers.tolerance import generic_rounding
+
+        rounding = generic_rounding(refs.autograd[parameter], None, getattr(torch, case.dtype))
+    shape = tuple(args[parameter].shape)
+    return judge(
+        parameter,
+        value,
+        shape,
+        refs.autograd[parameter],
+        refs.finite_differences[parameter],
+        refs.fd_error[parameter],
+        rounding,
+        getattr(torch, case.dtype),
+        tolerance,
+        context=f"Case: {case.describe()}",
+        function=function,
+    )
+
+
+# --------------------------------------------------------------------------------------------------------
+# One parameter's Hypothesis run
+
+
+class _CaseFailed(AssertionError):
+    def __init__(self, verdict: Verdict, case: Case) -> None:
+        super().__init__(verdict.message)
+        self.verdict = verdict
+        self.case = case
+
+
+class _Abort(BaseException):
+    """Stops a Hypothesis run at once (Hypothesis shrinks on Exception, not on BaseException)."""
+
+    def __init__(self, verdict: Verdict, case: Case) -> None:
+        super().__init__(verdict.message)
+        self.verdict = verdict
+        self.case = case
+
+
+def _hypothesis_settings(max_examples: int) -> hypothesis.settings:
+    # No deadline (a gate must not fail a slow but right formula), no example database (a course cannot
+    # grade on what an earlier run happened to store), no health checks (slow submissions are not ours to
+    # judge), and one bug per run: the smallest case of the parameter's first failure.
+    return hypothesis.settings(
+        max_examples=max_examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        report_multiple_bugs=False,
+        phases=(Phase.explicit, Phase.generate, Phase.shrink),
+        verbosity=hypothesis.Verbosity.quiet,
+        print_blob=False,
+    )
+
+
+def check_parameter(
+    parameter: str,
+    formula: Formula | None,
+    *,
+    settings: CheckSettings,
+    assignment: Assignment,
+    cache: _ReferenceCache | None = None,
+    function: str | None = None,
+) -> ParameterResult:
+    """Search for the smallest case on which ``formula`` gets ``parameter``'s gradient wrong."""
+    signature = f"({', '.join(assignment.arguments)})"
+    if formula is None:
+        return ParameterResult(
+            parameter,
+            False,
+            0,
+            reason="missing",
+            message=f"no function grad_{parameter}{signature} and no gradients{signature} returning a "
+            f"mapping with the key {parameter!r}",
+        )
+    cache = cache or _ReferenceCache(assignment)
+    tolerance = settings.tolerance
+    seen: set[Case] = set()
+    counts = {"inconclusive": 0}
+
+    @_hypothesis_settings(settings.max_examples)
+    @hypothesis.seed(settings.seed)
+    @hypothesis.given(settings.case_strategy(assignment))
+    def run(case: Case) -> None:
+        seen.add(case)
+        verdict = evaluate_case(parameter, formula, case, assignment, cache, tolerance, function)
+        if verdict.status == "fail":
+            if verdict.reason in ABORTING_REASONS:
+                raise _Abort(verdict, case)
+            raise _CaseFailed(verdict, case)
+        if verdict.status == "inconclusive":
+            counts["inconclusive"] += 1
+
+    try:
+        run()
+    except (_CaseFailed, _Abort) as failure:
+        verdict, case = failure.verdict, failure.case
+    except Flaky:
+        return ParameterResult(
+            parameter, False, len(seen), counts["inconclusive"], "error",
+            f"the gradient of {parameter} changed between two calls with the same inputs: the formula "
+            "depends on something other than its arguments (global state, randomness, call count)",
+        )
+    else:
+        return ParameterResult(parameter, True, len(seen), counts["inconclusive"])
+    diagnosis = diagnose(parameter, formula, case, verdict, assignment, cache, tolerance)
+    return ParameterResult(
+        parameter,
+        False,
+        len(seen),
+        counts["inconclusive"],
+        verdict.reason,
+        verdict.message,
+        case,
+        verdict.worst,
+        diagnosis,
+    )
+
+
+def diagnose(
+    parameter: str,
+    formula: Formula,
+    case: Case,
+    verdict: Verdict,
+    assignment: Assignment,
+    cache: _ReferenceCache,
+    tolerance: Tolerance,
+) -> str | None:
+    """A likely cause, where the pattern of the failure is a known one. A hint, never part of the verdict."""
+    if verdict.reason not in ("mismatch", "shape", "error"):
+        return None
+    for size, label in (
+        ("batch", "right for a batch of 1 and wrong for larger batches: the per-sample terms are not summed "
+                  "over the batch (a bias gradient sums over dim 0; in X.T @ (...) the whole per-sample term "
+                  "must be inside the product), or they are averaged instead of summed"),
+        ("n_output", "right for one output and wrong for several: look for a transpose or a broadcast that "
+                     "only works when n_output == 1"),
+        ("n_feature", "right for one input feature and wrong for several: look for X used where X.T is "
+                      "needed, or a single column of X"),
+        ("n_hidden", "right for one hidden unit and wrong for several: look for a transpose of W2 or of "
+                     "the hidden layer"),
+    ):
+        if getattr(case.sizes, size) > 1:
+            smaller = case.replace(**{size: 1})
+            if evaluate_case(parameter, formula, smaller, assignment, cache, tolerance).status == "pass":
+                return label
+    if verdict.reason == "mismatch":
+        args, refs = cache.get(case)
+        try:
+            value = formula(*[args[n] for n in assignment.arguments])
+            got = torch.as_tensor(value).detach().cpu().double().reshape(-1)
+        except Exception:
+            return None
+        ref = refs.autograd[parameter].reshape(-1)
+        mask = ref.abs() > 1e-6 * ref.abs().max()
+        if not bool(mask.any()):
+            return None
+        ratios = got[mask] / ref[mask]
+        r = float(ratios.median())
+        if float((ratios - r).abs().max()) <= 1e-3 * max(1.0, abs(r)):
+            n = case.sizes.batch
+            for value_, text in (
+                (-1.0, "the sign is flipped"),
+                (0.5, "a factor 2 is missing (d/dx of x^2 is 2x)"),
+                (2.0, "a factor 2 too many"),
+                (1.0 / n if n > 1 else math.nan, "divided by the batch size: a mean where the loss sums"),
+                (float(n) if n > 1 else math.nan, "multiplied by the batch size"),
+            ):
+                if math.isfinite(value_) and abs(r - value_) <= 1e-3 * abs(value_):
+                    return f"a constant factor {r:.4g} off: {text}"
+            return f"off by a constant factor {r:.6g} on every element"
+    return None
+
+
+# --------------------------------------------------------------------------------------------------------
+# Many parameters
+
+
+def formulas_from_namespace(namespace: Mapping[str, Any], parameters: Sequence[str]) -> dict[str, Formula | None]:
+    """The submission convention: ``grad_<name>`` functions, or one ``gradients(...)`` returning a mapping."""
+    out: dict[str, Formula | None] = {}
+    combined = namespace.get("gradients")
+    for name in parameters:
+        single = namespace.get(f"grad_{name}")
+        if callable(single):
+            out[name] = single
+        elif callable(combined):
+            out[name] = _from_mapping(combined, name)
+        else:
+            out[name] = None
+    return out
+
+
+def _from_mapping(function: Callable[..., Any], key: str) -> Formula:
+    def call(*args: Tensor) -> object:
+        result = function(*args)
+        if not isinstance(result, Mapping):
+            raise SubmissionFailure("error", f"gradients(...) returned {type(result).__name__}, not a mapping")
+        if key not in result:
+            raise SubmissionFailure("missing", f"gradients(...) returned no {key!r} (keys: {sorted(result)})")
+        return result[key]
+
+    return call
+
+
+def check_formulas(
+    formulas: Mapping[str, Formula | None] | Callable[..., Mapping[str, Any]],
+    *,
+    settings: CheckSettings | None = None,
+    parameters: Sequence[str] | None = None,
+    isolated: bool = False,
+    on_result: Callable[[ParameterResult], None] | None = None,
+    **overrides: Any,
+) -> CheckResult:
+    """Property-check gradient formulas over Hypothesis-drawn cases; return the verdict per parameter.
+
+    ``formulas`` maps parameter names (``W1, b1, W2, b2`` for the seed) to callables taking the
+    assignment's arguments (``X, Y, W1, b1, W2, b2``) and returning a tensor or numpy array; or it is one
+    callable returning a mapping of all of them. Keyword ``overrides`` replace fields of ``settings``
+    (``check_formulas(f, max_examples=500, seed=3)``).
+
+    In-process formulas receive fresh copies of their inputs, and in-place changes or exceptions are
+    failures of that parameter; ``isolated=True`` is for callables that already do this (the gate's worker
+    proxies).
+    """
+    settings = replace(settings or CheckSettings(), **overrides)
+    assignment = get_assignment(settings.assignment)
+    names = list(parameters or assignment.parameters)
+    if callable(formulas) and not isinstance(formulas, Mapping):
+        formulas = {name: _from_mapping(formulas, name) for name in names}
+    unknown = [name for name in formulas if name not in assignment.parameters]
+    if unknown:
+        raise InvalidArgument(f"formulas for unknown parameters {unknown}; {assignment.name} has "
+                              f"{list(assignment.parameters)}")
+    cache = _ReferenceCache(assignment)
+    results: dict[str, ParameterResult] = {}
+    for name in names:
+        formula = formulas.get(name)
+        if formula is not None and not isolated:
+            formula = _guarded(formula, f"grad_{name}")
+        result = check_parameter(name, formula, settings=settings, assignment=assignment, cache=cache)
+        results[name] = result
+        if on_result is not None:
+            on_result(result)
+    return CheckResult(assignment.name, settings, results)

@@ -1,0 +1,414 @@
+"""The seed assignment: a two-layer network in the course's math convention, and its gradients.
+
+Forward pass (math convention, rows are samples)::
+
+    H      = X @ W1 + b1        X: (batch, n_feature)  W1: (n_feature, n_hidden)  b1: (n_hidden,)
+    Hs     = act(H)             act = sigmoid in the seed; tanh and relu are variants
+    Y_pred = Hs @ W2 + b2       W2: (n_hidden, n_output)  b2: (n_output,)
+    f      = ||Y - Y_pred||_F^2 (sum of squares; the "mean" variant divides by batch * n_output)
+
+``nn.Linear`` stores ``weight`` as (out_features, in_features) and computes ``X @ weight.T + bias``, so
+``W1 = linear1.weight.T``: :func:`state_dict_from_math` and :func:`math_from_module` are the only two places
+that know it.
+
+Each gradient formula sits next to the forward formula it differentiates, in the manner of micrograd.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from gradcheckers.assignment import Assignment, Sizes
+
+__all__ = [
+    "ACTIVATIONS",
+    "PARAMETERS",
+    "Activation",
+    "TwoLayerNet",
+    "forward",
+    "grad_W1",
+    "grad_W2",
+    "grad_b1",
+    "grad_b2",
+    "gradients",
+    "loss",
+    "math_from_module",
+    "state_dict_from_math",
+]
+
+PARAMETERS = ("W1", "b1", "W2", "b2")
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An elementwise activation with its derivative written from the activation's *output*.
+
+    ``derivative(h, a)`` receives both the pre-activation ``h`` and ``a = forward(h)``: sigmoid and tanh are
+    cheapest and stable from ``a`` (sigma' = a(1 - a) never overflows, unlike exp(h) / (1 + exp(h))**2), relu
+    needs ``h``. ``smooth`` is False where the function has kinks, which finite differences cannot cross.
+    """
+
+    name: str
+    forward: Callable[[Tensor], Tensor]
+    derivative: Callable[[Tensor, Tensor], Tensor]
+    module: Callable[[], nn.Module]
+    smooth: bool = True
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    "sigmoid": Activation("sigmoid", torch.sigmoid, lambda h, a: a * (1 - a), nn.Sigmoid),
+    "tanh": Activation("tanh", torch.tanh, lambda h, a: 1 - a * a, nn.Tanh),
+    "relu": Activation("relu", torch.relu, lambda h, a: (h > 0).to(h.dtype), nn.ReLU, smooth=False),
+}
+
+
+class TwoLayerNet(nn.Module):
+    """The seed's network: ``linear1 -> activation -> linear2``, both layers with bias."""
+
+    def __init__(self, n_feature: int, n_hidden: int, n_output: int, activation: str = "sigmoid") -> None:
+        super().__init__()
+        self.linear1 = nn.Linear(n_feature, n_hidden, bias=True)
+        self.activation = ACTIVATIONS[activation].module()
+        self.linear2 = nn.Linear(n_hidden, n_output, bias=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear2(self.activation(self.linear1(x)))
+
+
+def state_dict_from_math(W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) -> dict[str, Tensor]:
+    """The course's (W1, b1, W2, b2) as a ``TwoLayerNet`` state dict (``nn.Linear.weight`` is the transpose)."""
+    return {"linear1.weight": W1.T, "linear1.bias": b1, "linear2.weight": W2.T, "linear2.bias": b2}
+
+
+def math_from_module(net: TwoLayerNet) -> dict[str, Tensor]:
+    """The inverse of :func:`state_dict_from_math`: a network's parameters in the course's convention."""
+    return {
+        "W1": net.linear1.weight.T,
+        "b1": net.linear1.bias,
+        "W2": net.linear2.weight.T,
+        "b2": net.linear2.bias,
+    }
+
+
+def forward(
+    X: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, activation: str = "sigmoid"
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The forward pass in the math convention: returns ``(H, Hs, Y_pred)``."""
+    H = X @ W1 + b1
+    Hs = ACTIVATIONS[activation].forward(H)
+    return H, Hs, Hs @ W2 + b2
+
+
+def loss(Y: Tensor, Y_pred: Tensor, reduction: str = "sum") -> Tensor:
+    """f = ||Y - Y_pred||_F^2; ``reduction="mean"`` divides by the number of entries (``MSELoss``'s default)."""
+    f = ((Y - Y_pred) ** 2).sum()
+    return f / Y.numel() if reduction == "mean" else f
+
+
+def gradients(
+    X: Tensor,
+    Y: Tensor,
+    W1: Tensor,
+    b1: Tensor,
+    W2: Tensor,
+    b2: Tensor,
+    activation: str = "sigmoid",
+    reduction: str = "sum",
+) -> dict[str, Tensor]:
+    """The correct gradients of f for every batch size and width, next to the forward formulas.
+
+    df = tr(G^T dY_pred) with G = df/dY_pred = -2 (Y - Y_pred) (times 1/(batch*n_output) for the mean).
+    Y_pred = Hs W2 + b2      =>  df/dW2 = Hs^T G,   df/db2 = sum over the batch of G's rows
+    Hs = act(H)              =>  df/dH  = (G W2^T) * act'(H)          (elementwise)
+    H = X W1 + b1            =>  df/dW1 = X^T df/dH, df/db1 = sum over the batch of df/dH's rows
+    The bias gradients sum over the batch because b is broadcast to every row: the seed forgot this.
+    """
+    H, Hs, Y_pred = forward(X, W1, b1, W2, b2, activation)
+    G = -2 * (Y - Y_pred)
+    if reduction == "mean":
+        G = G / Y.numel()
+    dH = (G @ W2.T) * ACTIVATIONS[activation].derivative(H, Hs)
+    return {"W1": X.T @ dH, "b1": dH.sum(0), "W2": Hs.T @ G, "b2": G.sum(0)}
+
+
+# The submission convention: one function per parameter, each taking (X, Y, W1, b1, W2, b2).
+def grad_W1(X: Tensor, Y: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) -> Tensor:
+    return gradients(X, Y, W1, b1, W2, b2)["W1"]
+
+
+def grad_b1(X: Tensor, Y: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) -> Tensor:
+    return gradients(X, Y, W1, b1, W2, b2)["b1"]
+
+
+def grad_W2(X: Tensor, Y: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) -> Tensor:
+    return gradients(X, Y, W1, b1, W2, b2)["W2"]
+
+
+def grad_b2(X: Tensor, Y: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) -> Tensor:
+    return gradients(X, Y, W1, b1, W2, b2)["b2"]
+
+
+def rounding_magnitudes(
+    X: Tensor,
+    Y: Tensor,
+    W1: Tensor,
+    b1: Tensor,
+    W2: Tensor,
+    b2: Tensor,
+    activation: str = "sigmoid",
+    reduction: str = "sum",
+) -> dict[str, Tensor]:
+    """For each gradient entry, how far a *correct* float computation of it may be off, in units of u.
+
+    A first-order rounding-error analysis of the forward and backward pass (Higham, Accuracy and Stability of
+    Numerical Algorithms, 2nd ed., ch. 3): a sum of n terms computed in floating point is off by at most about
+    n * u * sum|terms|, a product adds the relative errors of its factors, and act(H) inherits |act'(H)| times
+    the error of H. Each ``d_*`` below is the absolute error of an intermediate in units of the unit roundoff u,
+    computed from absolute values so that no cancellation hides the size of the terms (the residual Y - Y_pred
+    cancels when the fit is good; sigma(1 - sigma) cancels when sigma is near 1). The result does not depend
+    on the order in which a formula sums, so it holds for einsum, loops and numpy alike.
+    """
+    n, f = X.shape
+    o = W2.shape[1]
+    act = ACTIVATIONS[activation]
+    W2a = W2.abs()
+    H = X @ W1 + b1
+    Hs = act.forward(H)
+    d_act = act.derivative(H, Hs).abs()
+    s = 2.0 / Y.numel() if reduction == "mean" else 2.0
+    G = s * (Y - (Hs @ W2 + b2))
+
+    d_H = (f + 2) * (X.abs() @ W1.abs() + b1.abs())
+    d_Hs = d_act * d_H + 2 * Hs.abs()  # act(H) moves by act' * error of H, plus its own few ulps
+    d_G = s * ((W2.shape[0] + 2) * (Y.abs() + Hs.abs() @ W2a + b2.abs()) + d_Hs @ W2a)
+    G_a = G.abs()
+    dHs_a = G_a @ W2a.T
+    d_dHs = d_G @ W2a.T + (o + 1) * dHs_a
+    # act'(H) is off by what H's error moves it (|d log act'/dH| <= 2 for sigmoid and tanh) and, written as
+    # a * (1 - a) or 1 - a^2, by twice the error of a: near saturation that absolute error dominates.
+    if act.smooth:
+        d_deriv = 2 * d_Hs + d_act * (2 * d_H + 4)
+    else:
+        d_deriv = torch.zeros_like(d_act)  # relu' is exactly 0 or 1 away from the kink (kinks: see fd)
+    d_dH = d_dHs * d_act + dHs_a * d_deriv
+    dH_a = dHs_a * d_act
+    Xa, Hs_a = X.abs(), Hs.abs()
+    return {
+        "W1": Xa.T @ d_dH + (n + 1) * (Xa.T @ dH_a),
+        "b1": d_dH.sum(0) + (n + 1) * dH_a.sum(0),
+        "W2": Hs_a.T @ d_G + d_Hs.T @ G_a + (n + 1) * (Hs_a.T @ G_a),
+        "b2": d_G.sum(0) + (n + 1) * G_a.sum(0),
+    }
+
+
+def parameter_shapes(n_feature: int, n_hidden: int, n_output: int) -> dict[str, tuple[int, ...]]:
+    """The exact shape of each parameter (and so of its gradient)."""
+    return {"W1": (n_feature, n_hidden), "b1": (n_hidden,), "W2": (n_hidden, n_output), "b2": (n_output,)}
+
+
+def init_scale(fan_in: int) -> float:
+    """nn.Linear's default init bound, 1/sqrt(fan_in)."""
+    return 1.0 / math.sqrt(fan_in)
+
+
+def autograd_gradients(
+    X: Tensor,
+    Y: Tensor,
+    params: Mapping[str, Tensor],
+    activation: str = "sigmoid",
+    reduction: str = "sum",
+) -> dict[str, Tensor]:
+    """Gradients by autograd through the course's own network: a ``TwoLayerNet`` with the case's parameters.
+
+    ``torch.func.functional_call`` loads the parameters into the module for one call, so the check exercises
+    ``nn.Linear`` and the activation module exactly as the course uses them.
+    """
+    n_feature, n_hidden = params["W1"].shape
+    n_output = params["W2"].shape[1]
+    net = _network(n_feature, n_hidden, n_output, activation)
+    leaves = {name: params[name].detach().requires_grad_(True) for name in PARAMETERS}
+    with torch.enable_grad():
+        Y_pred = torch.func.functional_call(net, state_dict_from_math(**leaves), (X,))
+        f = nn.functional.mse_loss(Y_pred, Y, reduction=reduction)
+        grads = torch.autograd.grad(f, [leaves[name] for name in PARAMETERS])
+    return dict(zip(PARAMETERS, grads))
+
+
+_NETWORKS: dict[tuple[int, int, int, str], TwoLayerNet] = {}
+
+
+def _network(n_feature: int, n_hidden: int, n_output: int, activation: str) -> TwoLayerNet:
+    # One module per shape: building nn.Linear costs more than the whole float64 forward pass it serves.
+    key = (n_feature, n_hidden, n_output, activation)
+    net = _NETWORKS.get(key)
+    if net is None:
+        net = _NETWORKS[key] = TwoLayerNet(n_feature, n_hidden, n_output, activation).requires_grad_(False)
+    return net
+
+
+# Step multipliers of the central differences: (+h, -h) for the estimate, (+2h, -2h) for its error.
+_STEPS = (1.0, -1.0, 2.0, -2.0)
+
+
+def finite_differences(
+    X: Tensor,
+    Y: Tensor,
+    params: Mapping[str, Tensor],
+    activation: str = "sigmoid",
+    reduction: str = "sum",
+    step: float = 1e-5,
+    chunk_elements: int = 1 << 20,
+) -> dict[str, tuple[Tensor, Tensor]]:
+    """Central finite differences of f for every parameter element at once, with an error estimate each.
+
+    Returns ``{name: (gradient, error_estimate)}`` in float64 whatever the inputs' dtype.
+
+    Each perturbed loss follows from the cached forward pass without a Python loop over elements: moving b2_k
+    or W2_jk by s changes one output column (by s or s * Hs[:, j]); moving b1_j or W1_fj changes one hidden
+    column, H[:, j] + s (or + s * X[:, f]), and so the outputs by the rank-one d (x) W2[j, :] with
+    d = act(H[:, j] + s x) - act(H[:, j]). The change of the loss is then summed over the changed residuals
+    only, sum(-2 R dP + dP^2) with R = Y - Y_pred, which avoids subtracting two nearly equal full losses.
+
+    Each element is perturbed by s = step * max(1, |theta|): 1e-5 balances the O(s^2) truncation error of a
+    central difference against the O(u / s) rounding error in float64. The estimate is Richardson's
+    extrapolation (4 D(s) - D(2s)) / 3 of the differences at s and 2s; its error is estimated by
+    |D(s) - D(2s)| / 3 (the size of the O(s^2) term that the extrapolation removes, a generous bound on what
+    is left) plus the rounding error of the differences. A kink (relu) within 2s of a pre-activation makes
+    D(s) and D(2s) disagree, and so shows up as a large error estimate rather than as a wrong gradient.
+    """
+    X, Y = X.double(), Y.double()
+    W1, b1, W2, b2 = (params[name].detach().double() for name in PARAMETERS)
+    act = ACTIVATIONS[activation].forward
+    n, f = X.shape
+    hidden = W1.shape[1]
+    c = 1.0 / Y.numel() if reduction == "mean" else 1.0
+    u = torch.finfo(torch.float64).eps / 2
+    mult = torch.tensor(_STEPS, dtype=torch.float64, device=X.device)
+
+    H = X @ W1 + b1
+    A = act(H)
+    R = Y - (A @ W2 + b2)
+    Q = R @ W2.T  # how a change of A[i, j] moves the loss, to first order: -2 Q[i, j]
+    w = (W2 * W2).sum(1)  # ... and to second order: w[j] per unit squared
+
+    def combine(dL: Tensor, s: Tensor, rounding: Tensor) -> tuple[Tensor, Tensor]:
+        d1 = (dL[0] - dL[1]) / (2 * s)
+        d2 = (dL[2] - dL[3]) / (4 * s)
+        return (4 * d1 - d2) / 3, (d1 - d2).abs() / 3 + rounding / s
+
+    out: dict[str, tuple[Tensor, Tensor]] = {}
+
+    # Output layer: the loss is quadratic in b2 and W2, so the differences are exact but for rounding.
+    s = step * b2.abs().clamp(min=1)
+    S = mult[:, None] * s
+    dL = c * (-2 * S * R.sum(0) + n * S * S)
+    out["b2"] = combine(dL, s, 8 * c * u * (n + 2) * (R.abs().sum(0) + n * s))
+    s = step * W2.abs().clamp(min=1)
+    S = mult[:, None, None] * s
+    dL = c * (-2 * S * (A.T @ R) + S * S * (A * A).sum(0)[:, None])
+    out["W2"] = combine(dL, s, 8 * c * u * (n + 2) * (A.abs().T @ R.abs() + s * (A * A).sum(0)[:, None]))
+
+    # Hidden layer: the rounding of d = act(H + s x) - act(H) is about u * |act|, times |2 Q| in the loss.
+    rounding_per_unit = 8 * c * u * (n + 2) * ((Q.abs() + w) * (A.abs() + 1)).sum(0)  # (hidden,)
+    s = step * b1.abs().clamp(min=1)
+    S = mult[:, None] * s
+    d = act(H + S[:, None, :]) - A
+    dL = c * (d * (d * w - 2 * Q)).sum(1)
+    out["b1"] = combine(dL, s, rounding_per_unit)
+
+    s_all = step * W1.abs().clamp(min=1)
+    grad = torch.empty_like(W1)
+    err = torch.empty_like(W1)
+    width = max(1, chunk_elements // (len(_STEPS) * f * n))  # bound memory: chunk the hidden units
+    Xt = X.T[None, :, :, None]
+    for lo in range(0, hidden, width):
+        j = slice(lo, min(hidden, lo + width))
+        s = s_all[:, j]
+        S = mult[:, None, None] * s  # (4, f, J)
+        d = act(H[None, None, :, j] + S[:, :, None, :] * Xt) - A[:, j]  # (4, f, n, J)
+        dL = c * (d * (d * w[j] - 2 * Q[:, j])).sum(2)
+        grad[:, j], err[:, j] = combine(dL, s, rounding_per_unit[j] * X.abs().amax(0)[:, None])
+    out["W1"] = (grad, err)
+    return out
+
+
+def draw(sizes: Sizes, generator: torch.Generator, scale: float = 1.0) -> dict[str, Tensor]:
+    """Realistic float64 values for one case: standard-normal data and targets, weights scaled like a
+    trained network's (W1 ~ 2/sqrt(n_feature) keeps pre-activations around +-2, where sigmoid is curved).
+
+    ``scale`` multiplies every tensor: the stress range (scale up to 1e3) saturates the activations and
+    overflows exp in float32, which is where sigma' written as exp(h)/(1 + exp(h))^2 breaks.
+    """
+    n, f, h, o = sizes.batch, sizes.n_feature, sizes.n_hidden, sizes.n_output
+
+    def normal(*shape: int, std: float = 1.0) -> Tensor:
+        return torch.randn(*shape, generator=generator, dtype=torch.float64) * (std * scale)
+
+    return {
+        "X": normal(n, f),
+        "Y": normal(n, o),
+        "W1": normal(f, h, std=2.0 / math.sqrt(f)),
+        "b1": normal(h),
+        "W2": normal(h, o, std=1.0 / math.sqrt(h)),
+        "b2": normal(o),
+    }
+
+
+def _shapes(sizes: Sizes) -> dict[str, tuple[int, ...]]:
+    return {
+        "X": (sizes.batch, sizes.n_feature),
+        "Y": (sizes.batch, sizes.n_output),
+        **parameter_shapes(sizes.n_feature, sizes.n_hidden, sizes.n_output),
+    }
+
+
+def make_assignment(activation: str = "sigmoid", reduction: str = "sum") -> Assignment:
+    """The seed's network as an :class:`~gradcheckers.assignment.Assignment`, for any activation/reduction."""
+    suffix = activation if reduction == "sum" else "mse-mean"
+    loss_text = "||Y - Y_pred||_F^2" if reduction == "sum" else "mean((Y - Y_pred)^2)"
+
+    def _loss(X: Tensor, Y: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) -> Tensor:
+        return loss(Y, forward(X, W1, b1, W2, b2, activation)[2], reduction)
+
+    def _reference(X: Tensor, Y: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) -> dict[str, Tensor]:
+        return gradients(X, Y, W1, b1, W2, b2, activation, reduction)
+
+    def _autograd(args: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        return autograd_gradients(args["X"], args["Y"], args, activation, reduction)
+
+    def _fd(args: Mapping[str, Tensor]) -> dict[str, tuple[Tensor, Tensor]]:
+        return finite_differences(args["X"], args["Y"], args, activation, reduction)
+
+    def _rounding(args: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        return rounding_magnitudes(**args, activation=activation, reduction=reduction)
+
+    def _kinks(args: Mapping[str, Tensor]) -> Tensor:
+        return args["X"] @ args["W1"] + args["b1"]
+
+    return Assignment(
+        name=f"two-layer-{suffix}",
+        title=f"Two-layer network, {activation}, f = {loss_text}",
+        inputs=("X", "Y"),
+        parameters=PARAMETERS,
+        shapes=_shapes,
+        draw=draw,
+        loss=_loss,
+        reference=_reference,
+        autograd=_autograd,
+        finite_differences=_fd,
+        rounding=_rounding,
+        smooth=ACTIVATIONS[activation].smooth,
+        holomorphic=activation in ("sigmoid", "tanh") and reduction == "sum",
+        kinks=None if ACTIVATIONS[activation].smooth else _kinks,
+    )
+
+
+SIGMOID = make_assignment("sigmoid")
+TANH = make_assignment("tanh")
+RELU = make_assignment("relu")
+MSE_MEAN = make_assignment("sigmoid", "mean")
