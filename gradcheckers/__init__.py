@@ -3,35 +3,46 @@
 Analytic gradients are checked against autograd and finite differences (both in float64) over
 Hypothesis-drawn shapes, batch sizes, seeds, dtypes and devices, and a failure is reported as its smallest
 counterexample. The pytest plugin, the course gate and these helpers all share one verdict.
+
+The public names are imported on first use (PEP 562): pytest loads ``gradcheckers.plugin`` in every run of
+every project that has the package installed, and that must not cost a torch import.
 """
 
 from __future__ import annotations
 
-from gradcheckers.assignment import Assignment, Case, Sizes, available_assignments, get_assignment
-from gradcheckers.compare import InconclusiveWarning, Verdict, assert_gradients_agree
-from gradcheckers.errors import (
-    GradcheckersError,
-    GradientMismatchError,
-    InvalidArgument,
-    LoadError,
-    SubmissionFailure,
-)
-from gradcheckers.property import (
-    CheckResult,
-    CheckSettings,
-    ParameterResult,
-    check_formulas,
-    formulas_from_namespace,
-)
-from gradcheckers.references import (
-    References,
-    autograd_gradients,
-    compute_references,
-    finite_difference_gradients,
-)
-from gradcheckers.tolerance import Tolerance
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "Assignment": "gradcheckers.assignment",
+    "Case": "gradcheckers.assignment",
+    "Sizes": "gradcheckers.assignment",
+    "available_assignments": "gradcheckers.assignment",
+    "get_assignment": "gradcheckers.assignment",
+    "InconclusiveWarning": "gradcheckers.compare",
+    "Verdict": "gradcheckers.compare",
+    "assert_gradients_agree": "gradcheckers.compare",
+    "GradcheckersError": "gradcheckers.errors",
+    "GradientMismatchError": "gradcheckers.errors",
+    "InvalidArgument": "gradcheckers.errors",
+    "LoadError": "gradcheckers.errors",
+    "SubmissionFailure": "gradcheckers.errors",
+    "CheckResult": "gradcheckers.property",
+    "CheckSettings": "gradcheckers.property",
+    "ParameterResult": "gradcheckers.property",
+    "check_formulas": "gradcheckers.property",
+    "formulas_from_namespace": "gradcheckers.property",
+    "References": "gradcheckers.references",
+    "autograd_gradients": "gradcheckers.references",
+    "compute_references": "gradcheckers.references",
+    "finite_difference_gradients": "gradcheckers.references",
+    "Limits": "gradcheckers.sandbox",
+    "SubmissionReport": "gradcheckers.session",
+    "check_submission": "gradcheckers.session",
+    "Tolerance": "gradcheckers.tolerance",
+}
 
 __all__ = [
     "Assignment",
@@ -42,11 +53,13 @@ __all__ = [
     "GradientMismatchError",
     "InconclusiveWarning",
     "InvalidArgument",
+    "Limits",
     "LoadError",
     "ParameterResult",
     "References",
     "Sizes",
     "SubmissionFailure",
+    "SubmissionReport",
     "Tolerance",
     "Verdict",
     "__version__",
@@ -54,8 +67,50 @@ __all__ = [
     "autograd_gradients",
     "available_assignments",
     "check_formulas",
+    "check_submission",
     "compute_references",
     "finite_difference_gradients",
     "formulas_from_namespace",
     "get_assignment",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gradcheckers' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:
+    from gradcheckers.assignment import Assignment, Case, Sizes, available_assignments, get_assignment
+    from gradcheckers.compare import InconclusiveWarning, Verdict, assert_gradients_agree
+    from gradcheckers.errors import (
+        GradcheckersError,
+        GradientMismatchError,
+        InvalidArgument,
+        LoadError,
+        SubmissionFailure,
+    )
+    from gradcheckers.property import (
+        CheckResult,
+        CheckSettings,
+        ParameterResult,
+        check_formulas,
+        formulas_from_namespace,
+    )
+    from gradcheckers.references import (
+        References,
+        autograd_gradients,
+        compute_references,
+        finite_difference_gradients,
+    )
+    from gradcheckers.sandbox import Limits
+    from gradcheckers.session import SubmissionReport, check_submission
+    from gradcheckers.tolerance import Tolerance

@@ -1,0 +1,197 @@
+"""The command line: ``gradcheckers check`` for one submission, ``gradcheckers grade`` for a course.
+
+Exit codes of ``check``: 0 every gradient agrees, 1 some check failed (wrong values or shapes, errors,
+timeouts, forbidden calls), 2 the submission cannot be checked at all or the options are wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from gradcheckers.options import (
+    DEVICE_CHOICES,
+    DTYPE_CHOICES,
+    name_list,
+    positive_float,
+    positive_int,
+    seed_value,
+    weights,
+)
+
+__all__ = ["main"]
+
+
+def _add_check_options(parser: argparse.ArgumentParser) -> None:
+    """The options shared by check and grade; they mirror the plugin's --gradcheckers-* options."""
+    group = parser.add_argument_group("what to check")
+    group.add_argument("--assignment", default=None, help="bundled assignment name or definition file "
+                       "(default: two-layer-sigmoid, the seed)")
+    group.add_argument("--examples", type=positive_int, default=100, help="Hypothesis examples per parameter")
+    group.add_argument("--seed", type=seed_value, default="0", help="seed of the case search (integer or 'random')")
+    group.add_argument("--dtypes", type=name_list(DTYPE_CHOICES), default=("float64", "float32"),
+                       help="comma-separated dtypes to draw (default: float64,float32)")
+    group.add_argument("--devices", type=name_list(DEVICE_CHOICES), default=None,
+                       help="comma-separated devices to draw (default: every available one)")
+    group.add_argument("--rtol", type=float, default=None, help="relative tolerance (with --atol) replacing the policy")
+    group.add_argument("--atol", type=float, default=None, help="absolute tolerance (with --rtol)")
+    group.add_argument("--stress", action="store_true", help="also draw large magnitudes (numerical stability)")
+    group.add_argument("--parameter", action="append", default=None, help="check only this parameter (repeatable)")
+    limits = parser.add_argument_group("limits of the isolated worker")
+    limits.add_argument("--timeout", type=positive_float, default=10.0, help="seconds per call of a function")
+    limits.add_argument("--load-timeout", type=positive_float, default=60.0, help="seconds to import the submission")
+    limits.add_argument("--memory-mb", type=positive_int, default=2048, help="memory the submission may allocate")
+    limits.add_argument("--cpu-seconds", type=positive_int, default=600, help="CPU time of the worker process")
+    limits.add_argument("--allow-autograd", action="store_true", help="let submitted functions call autograd")
+    limits.add_argument("--run-all-cells", action="store_true",
+                        help="run every notebook cell (default: only imports, definitions and constants)")
+    reports = parser.add_argument_group("reports")
+    reports.add_argument("--weights", type=weights, default=None, help="score weights, e.g. W1=2,b1=1,W2=2,b2=1")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gradcheckers",
+        description="Prove hand-derived gradients right or wrong against autograd and finite differences.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    check = commands.add_parser("check", help="check one .py/.ipynb submission (or a bundled example name)")
+    check.add_argument("submission", help="path to a .py or .ipynb file, or a bundled example: seed, correct")
+    _add_check_options(check)
+    out = check.add_argument_group("report files")
+    out.add_argument("--json", metavar="PATH", help="write the JSON report (schema in the README)")
+    out.add_argument("--markdown", metavar="PATH", help="write a Markdown summary (also appended to "
+                     "$GITHUB_STEP_SUMMARY when set)")
+    out.add_argument("--gradescope", metavar="PATH", help="write Gradescope's results.json")
+    out.add_argument("--junit", metavar="PATH", help="write JUnit XML")
+    out.add_argument("--quiet", action="store_true", help="print only the verdict line")
+
+    grade = commands.add_parser("grade", help="check every submission in a folder (one file or folder per student)")
+    grade.add_argument("directory")
+    _add_check_options(grade)
+    grade.add_argument("--jobs", type=positive_int, default=max(1, min(4, os.cpu_count() or 1)),
+                       help="submissions checked in parallel")
+    grade.add_argument("--csv", metavar="PATH", default="gradebook.csv", help="gradebook (default: gradebook.csv)")
+    grade.add_argument("--reports", metavar="DIR", default="gradcheckers-reports",
+                       help="folder for one JSON report per student (default: gradcheckers-reports)")
+    grade.add_argument("--junit", metavar="PATH", help="write JUnit XML for the whole course")
+
+    assignments = commands.add_parser("assignments", help="list the bundled assignments")
+    assignments.set_defaults(command="assignments")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    import random
+
+    from gradcheckers.property import CheckSettings
+
+    seed = random.Random().randrange(2**32) if args.seed == "random" else int(args.seed)
+    values: dict[str, Any] = {
+        "max_examples": args.examples,
+        "seed": seed,
+        "dtypes": tuple(args.dtypes),
+        "devices": args.devices,
+        "stress": args.stress,
+        "rtol": args.rtol,
+        "atol": args.atol,
+    }
+    if args.assignment:
+        values["assignment"] = args.assignment
+    return CheckSettings(**values)
+
+
+def _limits(args: argparse.Namespace) -> Any:
+    from gradcheckers.sandbox import Limits
+
+    return Limits(
+        call_timeout=args.timeout,
+        load_timeout=args.load_timeout,
+        memory_mb=args.memory_mb,
+        cpu_seconds=args.cpu_seconds,
+        allow_autograd=args.allow_autograd,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.command == "assignments":
+        from gradcheckers.assignment import available_assignments, get_assignment
+
+        for name in available_assignments():
+            print(f"{name:22} {get_assignment(name).title}")
+        return 0
+    if (args.rtol is None) != (args.atol is None):
+        parser.error("--rtol and --atol go together: give both or neither")
+    from gradcheckers.errors import InvalidArgument
+
+    try:
+        settings, limits = _settings(args), _limits(args)
+        if args.parameter:
+            from gradcheckers.assignment import get_assignment
+
+            known = get_assignment(settings.assignment).parameters
+            unknown = [p for p in args.parameter if p not in known]
+            if unknown:
+                raise InvalidArgument(f"--parameter {unknown[0]!r} is not one of {', '.join(known)}")
+    except InvalidArgument as error:
+        parser.error(str(error))
+    if args.command == "check":
+        return _check(args, settings, limits)
+    from gradcheckers.grade import grade_directory
+
+    return grade_directory(args, settings, limits)
+
+
+def _check(args: argparse.Namespace, settings: Any, limits: Any) -> int:
+    from gradcheckers import report as writers
+    from gradcheckers.session import SubmissionSession
+
+    with SubmissionSession(args.submission, settings, limits, run_all_cells=args.run_all_cells) as session:
+        try:
+            session.load()
+        except Exception:  # LoadError: recorded in the report, which is still written
+            pass
+        else:
+            for parameter in args.parameter or session.assignment.parameters:
+                session.check(parameter)
+    result = session.report
+    data = result.to_json()
+    if args.weights:
+        data["score"] = result.score(args.weights)
+        data["max_score"] = float(sum(args.weights.get(p, 1.0) for p in session.assignment.parameters))
+    if args.json:
+        writers.write_json(args.json, data)
+    if args.markdown or os.environ.get("GITHUB_STEP_SUMMARY"):
+        text = writers.markdown_summary(data)
+        if args.markdown:
+            writers.write_text(args.markdown, text)
+        if os.environ.get("GITHUB_STEP_SUMMARY"):
+            writers.write_text(os.environ["GITHUB_STEP_SUMMARY"], text, append=True)
+    if args.gradescope:
+        writers.write_json(args.gradescope, writers.gradescope_results(data, args.weights))
+    if args.junit:
+        writers.write_text(args.junit, writers.junit_xml([data]))
+    if args.quiet:
+        verdict = "cannot check" if result.load_error else ("PASS" if result.passed else "FAIL")
+        print(f"{args.submission}: {verdict} ({data['score']:g}/{data['max_score']:g})")
+    else:
+        print(writers.terminal_report(data))
+    sys.stdout.flush()
+    return result.exit_code
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,207 @@
+"""Report writers: terminal text, JSON, Markdown, JUnit XML and Gradescope ``results.json``.
+
+Every writer reads the JSON form of a report (``SubmissionReport.to_json()``; the plugin rebuilds the same
+form from test reports), so the command line, the plugin and a grader's own tooling share one schema.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree as ET
+
+__all__ = [
+    "MARKDOWN_LIMIT",
+    "format_failure",
+    "gradescope_results",
+    "junit_xml",
+    "markdown_summary",
+    "reproduce_command",
+    "terminal_report",
+    "write_json",
+    "write_text",
+]
+
+# GitHub refuses step summaries over 1 MiB; keep well under it, leaving room for other steps' summaries.
+MARKDOWN_LIMIT = 512 * 1024
+# A student's output is shown for context, not stored whole.
+OUTPUT_EXCERPT = 2000
+
+Report = Mapping[str, Any]
+
+
+def describe_case(case: Mapping[str, Any] | None) -> str:
+    if not case:
+        return ""
+    parts = [f"{k}={case[k]}" for k in ("batch", "n_feature", "n_hidden", "n_output", "dtype", "device", "seed")]
+    if case.get("scale", 1.0) != 1.0:
+        parts.append(f"scale={case['scale']:g}")
+    return ", ".join(parts)
+
+
+def reproduce_command(report: Report, parameter: str | None = None) -> str:
+    """One command that reproduces a report's verdicts (for one parameter, through the plugin's -k)."""
+    settings = report.get("settings", {})
+    words = ["gradcheckers", "check", str(report.get("submission", "SUBMISSION")), "--seed", str(report.get("seed", 0))]
+    if report.get("assignment") and report["assignment"] != "two-layer-sigmoid":
+        words += ["--assignment", str(report["assignment"])]
+    if settings.get("examples") not in (None, 100):
+        words += ["--examples", str(settings["examples"])]
+    if settings.get("dtypes") and list(settings["dtypes"]) != ["float64", "float32"]:
+        words += ["--dtypes", ",".join(settings["dtypes"])]
+    if settings.get("devices"):
+        words += ["--devices", ",".join(settings["devices"])]
+    if settings.get("stress"):
+        words.append("--stress")
+    if settings.get("rtol") is not None:
+        words += ["--rtol", str(settings["rtol"]), "--atol", str(settings["atol"])]
+    if parameter is not None:
+        words += ["--parameter", parameter]
+    return shlex.join(words)
+
+
+def format_failure(parameter: str, result: Mapping[str, Any], reproduce: str | None = None) -> str:
+    """The full explanation of one failed parameter: what, where (smallest case), why, how to reproduce."""
+    lines = [f"{parameter}: FAILED ({result.get('reason')})", str(result.get("message") or "").rstrip()]
+    case = describe_case(result.get("counterexample"))
+    if case:
+        lines.append(f"Smallest failing case: {case}")
+    worst = result.get("worst")
+    if worst:
+        lines.append(
+            f"Worst element {tuple(worst['index'])}: analytic {worst['analytic']:.6g}, autograd "
+            f"{worst['autograd']:.6g}, finite differences {worst['finite_differences']:.6g}"
+        )
+    if result.get("diagnosis"):
+        lines.append(f"Likely cause: {result['diagnosis']}")
+    if reproduce:
+        lines.append(f"Reproduce: {reproduce}")
+    return "\n".join(line for line in lines if line)
+
+
+def terminal_report(report: Report) -> str:
+    """A readable plain-text report of one submission."""
+    lines = [f"gradcheckers: {report.get('submission')} ({report.get('assignment')}, seed {report.get('seed')})"]
+    if report.get("load_error"):
+        lines.append(f"cannot check the submission: {report['load_error']}")
+        return "\n".join(lines)
+    params: Mapping[str, Mapping[str, Any]] = report.get("parameters", {})
+    width = max((len(p) for p in params), default=2)
+    for name, result in params.items():
+        verdict = "PASS" if result["passed"] else f"FAIL ({result.get('reason')})"
+        extra = f", {result['inconclusive']} inconclusive" if result.get("inconclusive") else ""
+        lines.append(f"  {name:<{width}}  {verdict:<22} {result.get('examples', 0)} examples{extra}")
+    for name, result in params.items():
+        if not result["passed"]:
+            lines += ["", format_failure(name, result, reproduce_command(report, name))]
+    score = report.get("score")
+    if score is not None:
+        lines += ["", f"score {score:g} / {report.get('max_score', len(params)):g}: "
+                      + ("all gradients agree" if report.get("passed") else "some gradients are wrong")]
+    output = str(report.get("output") or "")
+    if output.strip():
+        lines += ["", "Output of the submission (excerpt):", _excerpt(output)]
+    return "\n".join(lines)
+
+
+def _excerpt(text: str, limit: int = OUTPUT_EXCERPT) -> str:
+    return text if len(text) <= limit else text[:limit] + f"\n... ({len(text) - limit} more characters)"
+
+
+def markdown_summary(report: Report) -> str:
+    """A Markdown summary (for ``$GITHUB_STEP_SUMMARY`` or a pull-request comment), under MARKDOWN_LIMIT."""
+    mark = "✅" if report.get("passed") else "❌"
+    lines = [f"## {mark} gradcheckers: `{report.get('submission')}`", ""]
+    if report.get("load_error"):
+        lines += ["**Cannot check the submission:**", "", "```", str(report["load_error"]), "```"]
+        return _cap("\n".join(lines))
+    lines += ["| parameter | verdict | examples | smallest failing case |", "| --- | --- | --- | --- |"]
+    params: Mapping[str, Mapping[str, Any]] = report.get("parameters", {})
+    for name, result in params.items():
+        verdict = "pass" if result["passed"] else f"**fail** ({result.get('reason')})"
+        case = describe_case(result.get("counterexample"))
+        lines.append(f"| `{name}` | {verdict} | {result.get('examples', 0)} | {case} |")
+    lines += ["", f"Score: **{report.get('score', 0):g} / {report.get('max_score', len(params)):g}**, "
+                  f"seed {report.get('seed')}"]
+    for name, result in params.items():
+        if not result["passed"]:
+            lines += ["", f"<details><summary><code>{name}</code>: {result.get('reason')}</summary>", "", "```",
+                      format_failure(name, result, reproduce_command(report, name)), "```", "</details>"]
+    return _cap("\n".join(lines) + "\n")
+
+
+def _cap(text: str, limit: int = MARKDOWN_LIMIT) -> str:
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[: limit - 200].decode(errors="ignore") + "\n\n*(summary truncated to stay under GitHub's limit)*\n"
+
+
+def gradescope_results(report: Report, weights: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """Gradescope's ``results.json``: one test per parameter with score, max_score, status and output."""
+    weights = weights or {}
+    params: Mapping[str, Mapping[str, Any]] = report.get("parameters", {})
+    if report.get("load_error"):
+        return {
+            "score": 0.0,
+            "output": f"Your submission could not be checked: {report['load_error']}",
+            "visibility": "visible",
+            "stdout_visibility": "hidden",
+            "tests": [],
+        }
+    tests: list[dict[str, Any]] = []
+    for name, result in params.items():
+        weight = float(weights.get(name, 1.0))
+        output = "All checks passed." if result["passed"] else format_failure(name, result)
+        tests.append({
+            "name": f"gradient of {name}",
+            "number": str(len(tests) + 1),
+            "score": weight if result["passed"] else 0.0,
+            "max_score": weight,
+            "status": "passed" if result["passed"] else "failed",
+            "output": output,
+            "visibility": "visible",
+        })
+    return {
+        "score": float(sum(t["score"] for t in tests)),
+        "visibility": "visible",
+        "stdout_visibility": "hidden",
+        "tests": tests,
+    }
+
+
+def junit_xml(reports: Sequence[Report]) -> str:
+    """JUnit XML: one testsuite per submission, one testcase per parameter."""
+    suites = ET.Element("testsuites", name="gradcheckers")
+    for report in reports:
+        params: Mapping[str, Mapping[str, Any]] = report.get("parameters", {})
+        failures = sum(1 for r in params.values() if not r["passed"])
+        suite = ET.SubElement(suites, "testsuite", name=str(report.get("submission")), tests=str(len(params) or 1),
+                              failures=str(failures), errors="1" if report.get("load_error") else "0")
+        props = ET.SubElement(suite, "properties")
+        ET.SubElement(props, "property", name="seed", value=str(report.get("seed")))
+        if report.get("load_error"):
+            case = ET.SubElement(suite, "testcase", classname=str(report.get("submission")), name="load")
+            ET.SubElement(case, "error", message=str(report["load_error"])[:500]).text = str(report["load_error"])
+        for name, result in params.items():
+            case = ET.SubElement(suite, "testcase", classname=str(report.get("submission")), name=f"grad_{name}")
+            if not result["passed"]:
+                reason = str(result.get("reason"))
+                failure = ET.SubElement(case, "failure", message=reason, type=reason)
+                failure.text = format_failure(name, result, reproduce_command(report, name))
+    return ET.tostring(suites, encoding="unicode", xml_declaration=True)
+
+
+def write_text(path: str | os.PathLike[str], text: str, *, append: bool = False) -> None:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("a" if append else "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def write_json(path: str | os.PathLike[str], data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")

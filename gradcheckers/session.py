@@ -1,0 +1,203 @@
+"""Checking one submission: load it into an isolated worker, then run the property check per parameter.
+
+The pytest plugin (one test item per parameter) and the command line (one report per submission) both go
+through :class:`SubmissionSession`, so a submission gets the same verdict from either.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from gradcheckers.assignment import get_assignment
+from gradcheckers.errors import LoadError
+from gradcheckers.property import (
+    CheckSettings,
+    Formula,
+    ParameterResult,
+    _ReferenceCache,
+    check_parameter,
+)
+from gradcheckers.sandbox import Limits, Worker
+from gradcheckers.submission import load_source, resolve_submission
+
+__all__ = ["SubmissionReport", "SubmissionSession", "check_submission"]
+
+# Exit codes of the gate: every gradient agrees / some check failed / the submission cannot be checked.
+EXIT_PASSED, EXIT_FAILED, EXIT_UNCHECKABLE = 0, 1, 2
+
+
+@dataclass
+class SubmissionReport:
+    """Everything the report writers need about one checked submission."""
+
+    submission: str
+    assignment: str
+    settings: CheckSettings
+    parameters: dict[str, ParameterResult] = field(default_factory=dict)
+    load_error: str | None = None
+    load_reason: str | None = None
+    output: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.load_error is None and bool(self.parameters) and all(r.passed for r in self.parameters.values())
+
+    @property
+    def exit_code(self) -> int:
+        if self.load_error is not None:
+            return EXIT_UNCHECKABLE
+        return EXIT_PASSED if self.passed else EXIT_FAILED
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON report; its schema is a public interface documented in the README."""
+        return {
+            "submission": self.submission,
+            "assignment": self.assignment,
+            "passed": self.passed,
+            "seed": self.settings.seed,
+            "settings": {
+                "examples": self.settings.max_examples,
+                "dtypes": list(self.settings.dtypes),
+                "devices": None if self.settings.devices is None else list(self.settings.devices),
+                "stress": self.settings.stress,
+                "rtol": self.settings.rtol,
+                "atol": self.settings.atol,
+            },
+            "load_error": self.load_error,
+            "load_reason": self.load_reason,
+            "score": self.score(),
+            "max_score": float(len(get_assignment(self.assignment).parameters)),
+            "parameters": {name: r.to_json() for name, r in self.parameters.items()},
+            "output": self.output,
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+        }
+
+    def score(self, weights: dict[str, float] | None = None) -> float:
+        return float(sum((weights or {}).get(n, 1.0) for n, r in self.parameters.items() if r.passed))
+
+
+class SubmissionSession:
+    """One submission in one worker process, checked parameter by parameter."""
+
+    def __init__(
+        self,
+        spec: str,
+        settings: CheckSettings | None = None,
+        limits: Limits | None = None,
+        *,
+        run_all_cells: bool = False,
+    ) -> None:
+        self.spec = spec
+        self.settings = settings or CheckSettings()
+        self.limits = limits or Limits()
+        self.run_all_cells = run_all_cells
+        self.assignment = get_assignment(self.settings.assignment)
+        self.report = SubmissionReport(spec, self.assignment.name, self.settings)
+        self._worker: Worker | None = None
+        self._cache = _ReferenceCache(self.assignment)
+        self._submission_seconds = 0.0
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+    def load(self) -> None:
+        """Read, compile and import the submission in its worker; raises LoadError (and records it)."""
+        if self._worker is not None:
+            return
+        started = time.perf_counter()
+        try:
+            source = load_source(resolve_submission(self.spec), run_all_cells=self.run_all_cells)
+            worker = Worker(source, self.limits)
+            worker.start()
+        except LoadError as error:
+            self.report.load_error = str(error)
+            self.report.load_reason = getattr(error, "reason", None)
+            raise
+        self._worker = worker
+        self.report.timings["worker_start"] = time.perf_counter() - started
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self.report.output = self._worker.output
+            self._worker.close()
+            self._worker = None
+
+    def __enter__(self) -> SubmissionSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- checking ---------------------------------------------------------------------------------------
+    def formula(self, parameter: str) -> Formula | None:
+        """A proxy that runs the submission's function for ``parameter`` in the worker, or None if absent."""
+        self.load()
+        worker = self._worker
+        assert worker is not None
+        single = f"grad_{parameter}"
+        if single in worker.defined:
+            function, key = single, None
+        elif "gradients" in worker.defined:
+            function, key = "gradients", parameter
+        else:
+            return None
+
+        def call(*args: Tensor) -> object:
+            arrays = [a.detach().cpu().numpy() for a in args]
+            started = time.perf_counter()
+            try:
+                result = worker.call(function, arrays, key=key, device=str(args[0].device))
+            finally:
+                self._submission_seconds += time.perf_counter() - started
+            return torch.from_numpy(result)
+
+        return call
+
+    def check(self, parameter: str) -> ParameterResult:
+        """The verdict for one parameter (the worker is started on first use)."""
+        started = time.perf_counter()
+        spent_before = self._submission_seconds
+        formula = self.formula(parameter)
+        name = f"grad_{parameter}" if self._worker and f"grad_{parameter}" in self._worker.defined else None
+        result = check_parameter(
+            parameter, formula, settings=self.settings, assignment=self.assignment, cache=self._cache,
+            function=name,
+        )
+        self.report.parameters[parameter] = result
+        total = time.perf_counter() - started
+        submission = self._submission_seconds - spent_before
+        self.report.timings["submission_code"] = self.report.timings.get("submission_code", 0.0) + submission
+        self.report.timings["hypothesis_and_oracles"] = (
+            self.report.timings.get("hypothesis_and_oracles", 0.0) + total - submission
+        )
+        return result
+
+    def check_all(self, on_result: Callable[[ParameterResult], None] | None = None) -> SubmissionReport:
+        try:
+            self.load()
+        except LoadError:
+            return self.report
+        for parameter in self.assignment.parameters:
+            result = self.check(parameter)
+            if on_result is not None:
+                on_result(result)
+        return self.report
+
+
+def check_submission(
+    spec: str,
+    settings: CheckSettings | None = None,
+    limits: Limits | None = None,
+    *,
+    run_all_cells: bool = False,
+    on_result: Callable[[ParameterResult], None] | None = None,
+) -> SubmissionReport:
+    """Check one ``.py``/``.ipynb`` submission (or bundled example name) and return its report."""
+    with SubmissionSession(spec, settings, limits, run_all_cells=run_all_cells) as session:
+        session.check_all(on_result)
+    return session.report
