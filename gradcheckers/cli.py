@@ -130,6 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if (args.rtol is None) != (args.atol is None):
         parser.error("--rtol and --atol go together: give both or neither")
+    if args.command == "check":
+        from gradcheckers.sandbox import prestart
+
+        prestart()  # the worker's fork server imports torch while this process does the same
     from gradcheckers.errors import InvalidArgument
 
     try:

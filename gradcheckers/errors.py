@@ -27,8 +27,20 @@ class GradientMismatchError(AssertionError):
     """An analytic gradient disagrees with the references (autograd and finite differences)."""
 
 
+# Why a submission could not be loaded; the JSON report's ``load_reason``.
+LOAD_REASONS = ("not-found", "unreadable", "syntax", "error", "exit", "crash", "timeout", "memory", "forbidden",
+                "internal")
+
+
 class LoadError(GradcheckersError):
-    """A submission cannot be checked at all: no such file, a syntax error, it died while importing."""
+    """A submission cannot be checked at all: no such file, a syntax error, it died while importing.
+
+    ``reason`` is one of :data:`LOAD_REASONS`.
+    """
+
+    def __init__(self, message: str, reason: str = "error") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 # The reasons a single parameter's check can fail. They are part of the JSON report's schema.

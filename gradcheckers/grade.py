@@ -74,7 +74,11 @@ def _grade_one(job: tuple[str, str | None, str | None, Any, Any]) -> dict[str, A
 
 
 def _warm_up() -> None:
-    # Import torch and the checker once per job process, before the first submission arrives.
+    # Import torch and the checker once per job process, before the first submission arrives, while the
+    # job's fork server of sandbox workers imports torch beside it.
+    from gradcheckers.sandbox import prestart
+
+    prestart()
     import gradcheckers.session  # noqa: F401
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import random
-from collections.abc import Iterator
+import shlex
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,8 @@ ALLOW_AUTOGRAD = "--gradcheckers-allow-autograd"
 MARKER = "gradcheckers"
 RESULT_PROPERTY = "gradcheckers_result"
 CACHE_SEED_KEY = "gradcheckers/seed"
+WORKER_SEED_KEY = "gradcheckers_seed"  # the controller's seed, handed to pytest-xdist workers
+CANNOT_CHECK = "cannot check the submission: "
 DEFAULT_EXAMPLES = 100
 DEFAULT_TIMEOUT = 10.0
 
@@ -112,19 +115,33 @@ class PluginState:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.seed = self._settle_seed(config, _value(config, SEED))
+        # Every option is read (and so validated) now: a bad ini value is a usage error before collection,
+        # not a crash in whichever test first needs it.
+        self.values: dict[str, Any] = {option: _value(config, option) for option in (*OPTIONS, *FLAGS)}
+        if (self.values[RTOL] is None) != (self.values[ATOL] is None):
+            raise pytest.UsageError(f"{RTOL} and {ATOL} go together: give both or neither")
+        for option in (JSON_REPORT, MARKDOWN_REPORT):
+            if self.values[option] and Path(self.values[option]).is_dir():
+                raise pytest.UsageError(f"{option}={self.values[option]}: is a directory, expected a file path")
+        if self.values[DATABASE] and Path(self.values[DATABASE]).is_file():
+            raise pytest.UsageError(f"{DATABASE}={self.values[DATABASE]}: is a file, expected a directory")
+        self.seed = self._settle_seed(config, self.values[SEED])
         self.seed_given = config.getoption(_ini_name(SEED)) is not None or bool(config.getini(_ini_name(SEED)))
-        self.submission: str | None = _value(config, SUBMISSION)
+        self.submission: str | None = self.values[SUBMISSION]
         self.submission_path: Path | None = None
+        self.submission_id = ""  # the node id of the submission's collector, e.g. "hw.py"
+        self.load_error: str | None = None  # why the submission could not be collected, if it could not
         self.sessions: dict[str, SubmissionSession] = {}
         self.results: dict[str, dict[str, Any]] = {}  # parameter -> ParameterResult JSON, from reports
-        if (_value(config, RTOL) is None) != (_value(config, ATOL) is None):
-            raise pytest.UsageError(f"{RTOL} and {ATOL} go together: give both or neither")
 
     @staticmethod
     def _settle_seed(config: pytest.Config, value: str) -> int:
         # Settled once, printed in the header as a flag that reproduces the run (as pytest-randomly does).
-        cache = config.cache
+        # pytest-xdist workers take the controller's seed: "random" must not draw one per worker.
+        workerinput = getattr(config, "workerinput", None)
+        if workerinput is not None and WORKER_SEED_KEY in workerinput:
+            return int(workerinput[WORKER_SEED_KEY])
+        cache = getattr(config, "cache", None)  # absent under -p no:cacheprovider
         if value == "last":
             last = cache.get(CACHE_SEED_KEY, None) if cache is not None else None
             seed = int(last) if last is not None else 0
@@ -140,24 +157,23 @@ class PluginState:
         from gradcheckers.property import CheckSettings
 
         values: dict[str, Any] = {
-            "max_examples": _value(self.config, EXAMPLES),
+            "max_examples": self.values[EXAMPLES],
             "seed": self.seed,
-            "dtypes": tuple(_value(self.config, DTYPES)),
-            "devices": _value(self.config, DEVICES),
-            "stress": _value(self.config, STRESS),
-            "rtol": _value(self.config, RTOL),
-            "atol": _value(self.config, ATOL),
+            "dtypes": tuple(self.values[DTYPES]),
+            "devices": self.values[DEVICES],
+            "stress": self.values[STRESS],
+            "rtol": self.values[RTOL],
+            "atol": self.values[ATOL],
         }
-        assignment = _value(self.config, ASSIGNMENT)
-        if assignment:
-            values["assignment"] = assignment
+        if self.values[ASSIGNMENT]:
+            values["assignment"] = self.values[ASSIGNMENT]
         values.update(overrides)
         return CheckSettings(**values)
 
     def limits(self) -> Limits:
         from gradcheckers.sandbox import Limits
 
-        return Limits(call_timeout=_value(self.config, TIMEOUT), allow_autograd=_value(self.config, ALLOW_AUTOGRAD))
+        return Limits(call_timeout=self.values[TIMEOUT], allow_autograd=self.values[ALLOW_AUTOGRAD])
 
     def session(self, path: Path) -> SubmissionSession:
         from gradcheckers.session import SubmissionSession
@@ -166,6 +182,43 @@ class PluginState:
         if key not in self.sessions:
             self.sessions[key] = SubmissionSession(key, self.settings(), self.limits())
         return self.sessions[key]
+
+    def check(self, parameter: str) -> dict[str, Any]:
+        """The JSON form of one parameter's verdict on the submission."""
+        from gradcheckers.errors import LoadError
+
+        assert self.submission_path is not None
+        session = self.session(self.submission_path)
+        if session.report.load_error is None:
+            try:
+                return session.check(parameter).to_json()
+            except LoadError:
+                pass  # recorded on session.report
+        # The submission died while loading (it compiled, so at import). Load it once: a submission that hangs
+        # at import would otherwise cost one load timeout per parameter.
+        return {"passed": False, "examples": 0, "inconclusive": 0, "reason": "error",
+                "message": f"cannot load the submission: {session.report.load_error}",
+                "counterexample": None, "worst": None, "diagnosis": None}
+
+    def reproduce(self, parameter: str) -> str:
+        """The one command that reproduces a parameter's verdict: every option that decides it, and -k."""
+        words = ["pytest", "-p", "gradcheckers", f"{SUBMISSION}={self.submission}", f"{SEED}={self.seed}"]
+        for option in (ASSIGNMENT, EXAMPLES, DTYPES, DEVICES, RTOL, ATOL, TIMEOUT):
+            value = self.values[option]
+            if value is not None and value != OPTIONS[option][1]:
+                words.append(f"{option}={','.join(value) if isinstance(value, tuple) else value}")
+        words += [flag for flag in FLAGS if self.values[flag]]
+        return shlex.join([*words, "-k", f"grad_{parameter}"])
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        # pytest-xdist, on the controller: hand the settled seed to each worker.
+        node.workerinput[WORKER_SEED_KEY] = self.seed
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        # Runs on the xdist controller too, so the JSON and Markdown reports can say why nothing was checked.
+        if report.failed and self.submission_id and report.nodeid == self.submission_id:
+            self.load_error = str(report.longrepr).removeprefix(CANNOT_CHECK)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         # Runs on the xdist controller too: the results arrive on the reports, not from this process.
@@ -195,23 +248,48 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE] = state
     config.pluginmanager.register(state, "gradcheckers-state")
     if state.submission:
-        _collect_submission(config, state)
+        _prepare_submission(config, state)
 
 
-def _collect_submission(config: pytest.Config, state: PluginState) -> None:
-    from gradcheckers.errors import LoadError
+def _prepare_submission(config: pytest.Config, state: PluginState) -> None:
+    from gradcheckers.assignment import get_assignment
+    from gradcheckers.errors import InvalidArgument, LoadError
     from gradcheckers.submission import resolve_submission
 
     try:
         path = resolve_submission(state.submission or "").resolve()
     except LoadError as error:
         raise pytest.UsageError(f"{SUBMISSION}: {error}") from None
+    try:  # what only CheckSettings knows: which devices this machine has
+        settings = state.settings()
+    except InvalidArgument as error:
+        raise pytest.UsageError(f"gradcheckers: {error}") from None
+    try:
+        get_assignment(settings.assignment)
+    except InvalidArgument as error:
+        raise pytest.UsageError(f"{ASSIGNMENT}: {error}") from None
     state.submission_path = path
-    # Without explicit paths pytest would collect the project's tests too: check only the submission then.
+    if not getattr(config.option, "numprocesses", None) or hasattr(config, "workerinput"):
+        from gradcheckers.sandbox import prestart
+
+        prestart()  # overlap the worker server's torch import with this process's (not on an xdist controller)
+    state.submission_id = _node_id(config.rootpath, path)
+    # The submission is not collected by pytest's walk over the file system: that walk imports the conftest.py
+    # and __init__.py files beside it into this process, and the submission is untrusted. SubmissionFile is
+    # added to the session's own collection instead (pytest_make_collect_report). Without explicit paths,
+    # pytest would also collect the project's tests: check only the submission then.
     if config.args_source != pytest.Config.ArgsSource.ARGS:
-        config.args = [str(path)]
-    elif str(path) not in config.args:
-        config.args.append(str(path))
+        config.args = []
+    else:
+        root = config.invocation_params.dir
+        config.args = [arg for arg in config.args if (root / arg.split("::")[0]).resolve() != path]
+
+
+def _node_id(root: Path, path: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.name  # a bundled example, or a file outside the rootdir
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -227,33 +305,45 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     return [f"gradcheckers: using {SEED}={state.seed}"]
 
 
-def _is_submission(state: PluginState, path: Path) -> bool:
-    return state.submission_path is not None and path.resolve() == state.submission_path
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    # The session's own collection (the paths on the command line) gets the submission's collector added.
+    report = yield
+    state = collector.config.stash[STATE]
+    if isinstance(collector, pytest.Session) and report.passed and state.submission_path is not None:
+        name = state.submission_id
+        report.result.append(SubmissionFile.from_parent(collector, name=name, nodeid=name))
+    return report
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    # A .py submission must never be imported into the pytest process as a test module: it is untrusted.
-    state = parent.config.stash[STATE]
-    if _is_submission(state, module_path):
-        return SubmissionFile.from_parent(parent, path=module_path)
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    # A project's own run (`pytest . --gradcheckers-submission hw.py`) must not import hw.py as a test module.
+    path = config.stash[STATE].submission_path
+    if path is not None and collection_path.name == path.name and collection_path.resolve() == path:
+        return True
     return None
 
 
-def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    state = parent.config.stash[STATE]
-    if file_path.suffix == ".ipynb" and _is_submission(state, file_path):
-        return SubmissionFile.from_parent(parent, path=file_path)
-    return None
+class SubmissionFile(pytest.Collector):
+    """A submission: one item per parameter of the assignment.
 
-
-class SubmissionFile(pytest.File):
-    """A submission: one item per parameter of the assignment."""
+    Its nodes keep the rootdir as their path, so the hooks and fixtures they see come from the project's
+    conftest.py files, never from the submission's directory.
+    """
 
     def collect(self) -> Iterator[pytest.Item]:
         from gradcheckers.assignment import get_assignment
+        from gradcheckers.errors import LoadError
+        from gradcheckers.submission import load_source
 
         state = self.config.stash[STATE]
+        assert state.submission_path is not None
+        try:
+            load_source(state.submission_path)  # reads and compiles it; runs nothing
+        except LoadError as error:
+            raise self.CollectError(f"{CANNOT_CHECK}{error}") from None
         for parameter in get_assignment(state.settings().assignment).parameters:
             yield SubmissionItem.from_parent(self, name=f"grad_{parameter}", parameter=parameter)
 
@@ -268,30 +358,15 @@ class SubmissionItem(pytest.Item):
         self.parameter = parameter
 
     def runtest(self) -> None:
-        from gradcheckers.errors import LoadError
         from gradcheckers.report import format_failure
 
         state = self.config.stash[STATE]
-        session = state.session(self.path)
-        try:
-            result = session.check(self.parameter).to_json()
-        except LoadError as error:
-            result = {"passed": False, "examples": 0, "reason": "error", "message": f"cannot load: {error}",
-                      "counterexample": None, "worst": None, "diagnosis": None, "inconclusive": 0}
+        result = state.check(self.parameter)
         self.user_properties.append((RESULT_PROPERTY, json.dumps({"parameter": self.parameter, **result})))
         for key in ("reason", "examples"):
             self.user_properties.append((f"gradcheckers_{key}", str(result.get(key))))
         if not result["passed"]:
-            command = self._reproduce()
-            raise GradientCheckFailed(format_failure(self.parameter, result, command))
-
-    def _reproduce(self) -> str:
-        state = self.config.stash[STATE]
-        return (
-            f"pytest -p gradcheckers {SUBMISSION}={state.submission} {SEED}={state.seed} "
-            f"-k {self.name}" + (f" {EXAMPLES}={_value(self.config, EXAMPLES)}"
-                                 if _value(self.config, EXAMPLES) != DEFAULT_EXAMPLES else "")
-        )
+            raise GradientCheckFailed(format_failure(self.parameter, result, state.reproduce(self.parameter)))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, GradientCheckFailed):
@@ -299,7 +374,8 @@ class SubmissionItem(pytest.Item):
         return str(super().repr_failure(excinfo, style))
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, f"{self.path.name}::{self.name}"
+        # The domain is the item's name: pytest -v turns dots in it into "::" (hw.py would read hw::py).
+        return self.config.stash[STATE].submission_path or self.path, None, self.name
 
 
 # -- seeding ordinary @given tests -------------------------------------------------------------------------
@@ -309,13 +385,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     state = config.stash[STATE]
     for item in items:
         function = getattr(item, "obj", None)
-        # A Hypothesis test carries a .hypothesis attribute; @seed sets _hypothesis_internal_use_seed. Seed
-        # it from the plugin when the user asked for a seed or marked the test, unless it has its own.
+        # A Hypothesis test carries a .hypothesis attribute, and _hypothesis_internal_use_seed: None unless
+        # @seed set it. Seed it from the plugin when the user asked for a seed or marked the test, unless it
+        # has its own.
         if function is None or not hasattr(function, "hypothesis"):
             continue
-        if (state.seed_given or item.get_closest_marker(MARKER)) and not hasattr(
-            function, "_hypothesis_internal_use_seed"
-        ):
+        if (state.seed_given or item.get_closest_marker(MARKER)) and getattr(
+            function, "_hypothesis_internal_use_seed", None
+        ) is None:
             function._hypothesis_internal_use_seed = state.seed
 
 
@@ -367,46 +444,54 @@ def gradcheckers_references(gradcheckers_tensors: dict[str, Any], gradcheckers_s
 def pytest_sessionfinish(session: pytest.Session) -> None:
     state = session.config.stash[STATE]
     state.close()
-    if hasattr(session.config, "workerinput") or not state.results:
+    if hasattr(session.config, "workerinput") or not (state.results or state.load_error):
         return  # xdist workers report to the controller, which writes the reports
     from gradcheckers.report import markdown_summary, write_json, write_text
 
     report = _plugin_report(state)
-    if _value(session.config, JSON_REPORT):
-        write_json(_value(session.config, JSON_REPORT), report)
-    if _value(session.config, MARKDOWN_REPORT):
-        write_text(_value(session.config, MARKDOWN_REPORT), markdown_summary(report))
+    if state.values[JSON_REPORT]:
+        write_json(state.values[JSON_REPORT], report)
+    if state.values[MARKDOWN_REPORT]:
+        write_text(state.values[MARKDOWN_REPORT], markdown_summary(report))
 
 
 def _plugin_report(state: PluginState) -> dict[str, Any]:
+    """The JSON report of the checked parameters, in the schema of ``SubmissionReport.to_json()``."""
+    from gradcheckers.assignment import get_assignment
+
     settings = state.settings()
-    params = {name: state.results[name] for name in sorted(state.results, key=_parameter_order(state))}
+    order = list(get_assignment(settings.assignment).parameters)
+    rank = {name: index for index, name in enumerate(order)}
+    params = {name: state.results[name] for name in sorted(state.results, key=lambda n: rank.get(n, len(order)))}
     return {
         "submission": state.submission,
         "assignment": settings.assignment,
-        "passed": all(r["passed"] for r in params.values()),
+        "passed": state.load_error is None and all(r["passed"] for r in params.values()),
         "seed": state.seed,
         "settings": {"examples": settings.max_examples, "dtypes": list(settings.dtypes),
                      "devices": None if settings.devices is None else list(settings.devices),
                      "stress": settings.stress, "rtol": settings.rtol, "atol": settings.atol},
-        "load_error": None,
+        "load_error": state.load_error,
         "score": float(sum(1 for r in params.values() if r["passed"])),
-        "max_score": float(len(params)),
+        # The parameters checked (-k may select some); all of them when the submission could not be loaded.
+        "max_score": float(len(params) or len(order)),
         "parameters": params,
     }
 
 
-def _parameter_order(state: PluginState) -> Any:
-    from gradcheckers.assignment import get_assignment
+def _number(value: Any) -> str:
+    # The JSON form writes non-finite values as strings ("nan", "inf"): they have no :g format.
+    return f"{value:.6g}" if isinstance(value, (int, float)) else str(value)
 
-    order = list(get_assignment(state.settings().assignment).parameters)
-    return lambda name: order.index(name) if name in order else len(order)
+
+def _examples(count: int) -> str:
+    return f"{count} example" + ("" if count == 1 else "s")
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash.get(STATE, None)
     if state is None or not state.results:
-        return
+        return  # nothing was checked
     from gradcheckers.report import describe_case
 
     tr = terminalreporter
@@ -414,16 +499,15 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     report = _plugin_report(state)
     for name, result in report["parameters"].items():
         if result["passed"]:
-            tr.write_line(f"{name}: passed ({result['examples']} examples)")
-        else:
-            tr.write_line(f"{name}: FAILED ({result['reason']}) after {result['examples']} examples; "
-                          f"smallest case: {describe_case(result.get('counterexample')) or 'n/a'}")
-            if result.get("worst"):
-                w = result["worst"]
-                tr.write_line(f"    worst element {tuple(w['index'])}: analytic {w['analytic']:.6g}, autograd "
-                              f"{w['autograd']:.6g}, finite differences {w['finite_differences']:.6g}")
-            if result.get("diagnosis"):
-                tr.write_line(f"    likely cause: {result['diagnosis']}")
-            tr.write_line(f"    reproduce: pytest -p gradcheckers {SUBMISSION}={state.submission} "
-                          f"{SEED}={state.seed} -k grad_{name}")
+            tr.write_line(f"{name}: passed ({_examples(result['examples'])})")
+            continue
+        tr.write_line(f"{name}: FAILED ({result['reason']}) after {_examples(result['examples'])}; "
+                      f"smallest case: {describe_case(result.get('counterexample')) or 'n/a'}")
+        if result.get("worst"):
+            w = result["worst"]
+            tr.write_line(f"    worst element {tuple(w['index'])}: analytic {_number(w['analytic'])}, autograd "
+                          f"{_number(w['autograd'])}, finite differences {_number(w['finite_differences'])}")
+        if result.get("diagnosis"):
+            tr.write_line(f"    likely cause: {result['diagnosis']}")
+        tr.write_line(f"    reproduce: {state.reproduce(name)}")
     tr.write_line(f"score {report['score']:g} / {report['max_score']:g} (seed {state.seed})")

@@ -116,7 +116,7 @@ class SubmissionSession:
             worker.start()
         except LoadError as error:
             self.report.load_error = str(error)
-            self.report.load_reason = getattr(error, "reason", None)
+            self.report.load_reason = error.reason
             raise
         self._worker = worker
         self.report.timings["worker_start"] = time.perf_counter() - started

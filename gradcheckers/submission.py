@@ -1,0 +1,347 @@
+"""Turning a submission's path into the Python source a worker will run. Nothing here executes the submission.
+
+A ``.py`` file runs as it is. A notebook is a lab book: besides the gradient functions it usually trains a
+network, plots, and installs packages. By default only its *definitions* are kept (imports, ``def``,
+``class``, and assignments of plain constants), so checking a notebook never re-runs its training loop;
+``run_all_cells=True`` keeps every statement. Either way IPython-only syntax (magics, ``!shell`` lines, ``?``
+help) is dropped, and every line keeps a way back to its cell and line in the notebook, for messages.
+"""
+
+from __future__ import annotations
+
+import ast
+import bisect
+import builtins
+import importlib.util
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from gradcheckers._worker import BLOCKED_PACKAGES
+from gradcheckers.errors import LoadError
+
+__all__ = ["SubmissionSource", "load_error", "load_source", "resolve_submission"]
+
+EXAMPLES = Path(__file__).with_name("examples")
+SUFFIXES = (".py", ".ipynb")
+
+
+def load_error(message: str, reason: str) -> LoadError:
+    """A LoadError that also carries a short machine-readable ``reason`` (e.g. "syntax", "forbidden")."""
+    return LoadError(message, reason)
+
+
+@dataclass(frozen=True)
+class SubmissionSource:
+    """The code of one submission, ready to be sent to a worker, and the way back to the file's own lines."""
+
+    path: Path
+    code: str
+    filename: str
+    # Notebooks only: (first line of the cell in `code`, the cell's number in the notebook, counting from 1
+    # and counting markdown cells too, as a student counts them when scrolling).
+    cells: tuple[tuple[int, int], ...] = ()
+    # Notebooks only: (name, line in `code`) for names bound by top-level statements that were not kept, so a
+    # NameError at call time can say where the name was meant to come from.
+    skipped: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def is_notebook(self) -> bool:
+        return self.path.suffix == ".ipynb"
+
+    def locate(self, lineno: int) -> str:
+        """Where line ``lineno`` of :attr:`code` is in the file: "line 7", or "cell 3, line 2" in a notebook."""
+        index = bisect.bisect_right([start for start, _ in self.cells], lineno) - 1
+        if not self.is_notebook or index < 0:
+            return f"line {lineno}"
+        start, number = self.cells[index]
+        return f"cell {number}, line {lineno - start + 1}"
+
+    def line(self, lineno: int) -> str:
+        """The text of line ``lineno`` of :attr:`code`, stripped; "" when there is no such line."""
+        lines = self.code.splitlines()
+        return lines[lineno - 1].strip() if 1 <= lineno <= len(lines) else ""
+
+    def skipped_binding(self, name: str) -> int | None:
+        """The line of a skipped notebook statement that would have bound ``name``, if there was one."""
+        return next((lineno for bound, lineno in self.skipped if bound == name), None)
+
+
+def resolve_submission(spec: str) -> Path:
+    """A path that exists, else a bundled example: ``seed`` (the homework's formulas, ``models/seed.py``) or
+    ``gradcheckers/examples/<spec>.py``."""
+    path = Path(spec)
+    if path.exists():
+        return path
+    if spec == "seed":
+        # The homework's own formulas live once, in models/seed.py, where the tests import them too.
+        return Path(__file__).resolve().parent.parent / "models" / "seed.py"
+    for suffix in SUFFIXES:
+        example = EXAMPLES / f"{spec}{suffix}"
+        if os.sep not in spec and "/" not in spec and example.is_file():
+            return example
+    names = sorted({"seed"} | {p.stem for p in EXAMPLES.glob("*") if p.suffix in SUFFIXES and not p.stem.startswith("_")})
+    known = ", ".join(names) if names else "none are installed"
+    raise load_error(
+        f"no such file: {spec} (and no bundled example of that name; the bundled examples are: {known})",
+        "not-found",
+    )
+
+
+def load_source(path: str | os.PathLike[str], *, run_all_cells: bool = False) -> SubmissionSource:
+    """Read a ``.py`` or ``.ipynb`` submission and check that it compiles; raises LoadError when it cannot."""
+    path = Path(path)
+    if not path.exists():
+        raise load_error(f"no such file: {path}", "not-found")
+    if path.is_dir():
+        raise load_error(f"{path} is a directory: expected a .py or .ipynb file", "not-found")
+    if path.suffix not in SUFFIXES:
+        raise load_error(f"expected a .py or .ipynb file, got {path.name}", "not-found")
+    if path.suffix == ".py":
+        source = SubmissionSource(path=path, code=_read_text(path), filename=str(path))
+    else:
+        source = _notebook_source(path, run_all_cells=run_all_cells)
+    _compile(source.code, source)
+    return source
+
+
+def _read_text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise load_error(f"cannot read {path}: {exc.strerror or exc}", "unreadable") from None
+    try:
+        # utf-8-sig: editors on Windows start files with a byte-order mark, which compile() rejects.
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise load_error(
+            f"{path} is not valid UTF-8 (byte {data[exc.start]:#04x} at offset {exc.start}): save it as UTF-8",
+            "unreadable",
+        ) from None
+
+
+def _compile(code: str, source: SubmissionSource, offset: int = 0, *, cell: bool = False) -> ast.Module:
+    """Parse and compile ``code``: all of a submission, or (``cell``) one notebook cell, which is only parsed,
+    and whose first line is line ``offset + 1`` of the submission's code."""
+    # A filename that is no file: for one that exists, CPython recomputes a SyntaxError's offset from the
+    # file's own line, and a notebook's file is JSON.
+    try:
+        tree = ast.parse(code, "<submission>")
+        if not cell:
+            compile(tree, "<submission>", "exec", dont_inherit=True)
+        return tree
+    except SyntaxError as exc:
+        where = source.locate((exc.lineno or 1) + offset)
+        lines = code.splitlines()
+        text = lines[exc.lineno - 1] if exc.lineno and 0 < exc.lineno <= len(lines) else ""
+        shown = ""
+        if text.strip():
+            indent = len(text) - len(text.lstrip())
+            caret = " " * max((exc.offset or 1) - 1 - indent, 0) + "^"
+            shown = f"\n    {text.strip()}\n    {caret}"
+        raise load_error(f"{source.path}: syntax error at {where}: {exc.msg}{shown}", "syntax") from None
+    except (ValueError, RecursionError, MemoryError) as exc:  # null bytes; absurdly deep nesting
+        raise load_error(f"{source.path} cannot be compiled: {exc}", "syntax") from None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Notebooks.
+
+# IPython syntax that is not Python: `%magic`, `!shell`, `x = !shell`, `x = %magic`, `?name`, `name?`, `name??`.
+_MAGIC_LINE = re.compile(r"^\s*(?:[%!?]|[\w.,\s\[\]()*]+?\s*=\s*[%!]|[\w.\[\]()]+\?\??\s*$)")
+
+
+def _notebook_source(path: Path, *, run_all_cells: bool) -> SubmissionSource:
+    import nbformat
+
+    try:
+        notebook = nbformat.read(str(path), as_version=4)
+        cells = [(cell.get("cell_type"), cell.get("source", "")) for cell in notebook.cells]
+    except Exception as exc:  # nbformat raises many types (JSON, validation, version) for a malformed file
+        raise load_error(f"{path} is not a readable Jupyter notebook: {exc}", "unreadable") from None
+
+    code: list[str] = []
+    starts: list[tuple[int, int]] = []
+    skipped: list[tuple[str, int]] = []
+    names = _Names()
+    for number, (cell_type, text) in enumerate(cells, start=1):
+        if cell_type != "code" or not isinstance(text, str) or text.lstrip().startswith("%%"):
+            continue  # %%cell magics (%%time, %%capture, %%bash…) make the whole cell IPython's business
+        first = len(code) + 1
+        starts.append((first, number))
+        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        partial = SubmissionSource(path=path, code="", filename=str(path), cells=tuple(starts))
+        tree = _parse_cell(lines, partial, first - 1)
+        if tree is None:
+            lines = [_without_magic(line) for line in lines]
+            tree = _compile("\n".join(lines), partial, first - 1, cell=True)
+        kept = _keep(tree, lines, names, run_all_cells=run_all_cells)
+        skipped.extend((name, first - 1 + lineno) for name, lineno in kept.skipped)
+        code.extend(kept.lines)
+    return SubmissionSource(
+        path=path,
+        code="\n".join(code) + "\n",
+        filename=str(path),
+        cells=tuple(starts),
+        skipped=tuple(skipped),
+    )
+
+
+def _parse_cell(lines: list[str], source: SubmissionSource, offset: int) -> ast.Module | None:
+    """The cell parsed as it is, or None when it does not parse (magics are then removed and it is parsed again)."""
+    try:
+        return ast.parse("\n".join(lines), "<submission>")
+    except SyntaxError:
+        return None
+    except (ValueError, RecursionError, MemoryError):
+        return _compile("\n".join(lines), source, offset, cell=True)  # raises the LoadError with the cell and line
+
+
+def _without_magic(line: str) -> str:
+    # `pass`, not "": a magic inside an indented block must still leave the block a statement.
+    if _MAGIC_LINE.search(line):
+        return line[: len(line) - len(line.lstrip())] + "pass"
+    return line
+
+
+class _Names:
+    """Names bound so far by kept statements, to decide whether a constant assignment can run on its own."""
+
+    def __init__(self) -> None:
+        self.bound: set[str] = set(dir(builtins))
+        self.star = False  # after `from x import *` any name may be bound
+
+    def known(self, name: str) -> bool:
+        return self.star or name in self.bound
+
+
+@dataclass
+class _Kept:
+    lines: list[str]
+    skipped: list[tuple[str, int]]
+
+
+def _keep(tree: ast.Module, lines: list[str], names: _Names, *, run_all_cells: bool) -> _Kept:
+    """The cell's lines with the statements that are not kept blanked out, so line numbers do not move."""
+    out = [""] * len(lines)
+    skipped: list[tuple[str, int]] = []
+    for group in _line_groups(tree.body):
+        decisions = [_decide(statement, names, run_all_cells=run_all_cells) for statement in group]
+        first, last = _first_line(group[0]), max(s.end_lineno or s.lineno for s in group)
+        for statement, keep in zip(group, decisions):
+            if not keep:
+                skipped.extend((name, statement.lineno) for name in _bound_by(statement))
+        if len(group) == 1 and decisions[0]:
+            out[first - 1 : last] = lines[first - 1 : last]
+        elif any(decisions):
+            # Several statements share a line (`import torch; net = Net()`): keep only the chosen ones' text.
+            text = "\n".join(lines)
+            segments = [ast.get_source_segment(text, s) or "" for s, k in zip(group, decisions) if k]
+            joined = "; ".join(segments).split("\n")
+            out[first - 1 : first - 1 + len(joined)] = joined
+    return _Kept(out, skipped)
+
+
+def _line_groups(body: list[ast.stmt]) -> list[list[ast.stmt]]:
+    groups: list[list[ast.stmt]] = []
+    for statement in body:
+        if groups and _first_line(statement) <= (groups[-1][-1].end_lineno or groups[-1][-1].lineno):
+            groups[-1].append(statement)
+        else:
+            groups.append([statement])
+    return groups
+
+
+def _first_line(statement: ast.stmt) -> int:
+    decorators = getattr(statement, "decorator_list", [])
+    return min([statement.lineno, *(d.lineno for d in decorators)])
+
+
+def _decide(statement: ast.stmt, names: _Names, *, run_all_cells: bool) -> bool:
+    """Whether a top-level statement is kept; records the names a kept statement binds."""
+    if isinstance(statement, ast.ImportFrom) and statement.module == "__future__":
+        return False  # only legal at the very top, which a cell's code no longer is once cells are joined
+    if run_all_cells:
+        names.bound.update(_bound_by(statement))
+        return True
+    keep = False
+    if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        keep = True
+    elif isinstance(statement, ast.Import):
+        keep = all(_importable(alias.name) for alias in statement.names)
+    elif isinstance(statement, ast.ImportFrom):
+        keep = statement.level == 0 and _importable(statement.module or "")
+        names.star = names.star or (keep and any(alias.name == "*" for alias in statement.names))
+    elif isinstance(statement, ast.Assign):
+        keep = all(_plain_target(t) for t in statement.targets) and _plain(statement.value, names)
+    elif isinstance(statement, ast.AnnAssign):
+        keep = (
+            isinstance(statement.target, ast.Name)
+            and _plain(statement.annotation, names)
+            and (statement.value is None or _plain(statement.value, names))
+        )
+    if keep:
+        names.bound.update(_bound_by(statement))
+    return keep
+
+
+def _importable(module: str) -> bool:
+    # A notebook's `import matplotlib.pyplot as plt` is for its plots; if matplotlib is not installed where the
+    # checks run, skipping the import beats failing the whole submission. The checker's own packages are kept
+    # so that the worker refuses them loudly.
+    top = module.partition(".")[0]
+    if top in BLOCKED_PACKAGES:
+        return True
+    try:
+        return importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _plain_target(target: ast.expr) -> bool:
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return all(isinstance(t, ast.Name) for t in target.elts)
+    return isinstance(target, ast.Name)
+
+
+def _plain(node: ast.expr | None, names: _Names) -> bool:
+    """A value computed without calling anything: constants, known names, attributes, operators, lambdas."""
+    if node is None or isinstance(node, ast.Constant):
+        return True
+    if isinstance(node, ast.Name):
+        return names.known(node.id)
+    if isinstance(node, ast.Attribute):
+        return _plain(node.value, names)
+    if isinstance(node, ast.UnaryOp):
+        return _plain(node.operand, names)
+    if isinstance(node, ast.BinOp):
+        return _plain(node.left, names) and _plain(node.right, names)
+    if isinstance(node, ast.BoolOp):
+        return all(_plain(v, names) for v in node.values)
+    if isinstance(node, ast.Compare):
+        return _plain(node.left, names) and all(_plain(c, names) for c in node.comparators)
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return all(_plain(e, names) for e in node.elts)
+    if isinstance(node, ast.Dict):
+        return all(_plain(k, names) for k in node.keys) and all(_plain(v, names) for v in node.values)
+    if isinstance(node, ast.JoinedStr):
+        return all(_plain(v, names) for v in node.values)
+    if isinstance(node, ast.FormattedValue):
+        return _plain(node.value, names) and _plain(node.format_spec, names)
+    if isinstance(node, ast.Lambda):  # a definition: only its defaults run now
+        return all(_plain(d, names) for d in [*node.args.defaults, *node.args.kw_defaults])
+    return False
+
+
+def _bound_by(statement: ast.stmt) -> list[str]:
+    """Names a top-level statement binds (over-approximated: hints only, and the filter's bookkeeping)."""
+    bound: list[str] = []
+    for node in ast.walk(statement):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            bound.append(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.append(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.extend((a.asname or a.name).partition(".")[0] for a in node.names if a.name != "*")
+    return bound

@@ -1,0 +1,5 @@
+import torch
+
+
+def grad_W1(X, Y, W1, b1, W2, b2):
+    return X.T @@ Y
