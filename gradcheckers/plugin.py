@@ -164,6 +164,7 @@ class PluginState:
             "stress": self.values[STRESS],
             "rtol": self.values[RTOL],
             "atol": self.values[ATOL],
+            "database": self.values[DATABASE],
         }
         if self.values[ASSIGNMENT]:
             values["assignment"] = self.values[ASSIGNMENT]
@@ -196,9 +197,16 @@ class PluginState:
                 pass  # recorded on session.report
         # The submission died while loading (it compiled, so at import). Load it once: a submission that hangs
         # at import would otherwise cost one load timeout per parameter.
-        return {"passed": False, "examples": 0, "inconclusive": 0, "reason": "error",
-                "message": f"cannot load the submission: {session.report.load_error}",
-                "counterexample": None, "worst": None, "diagnosis": None}
+        return {
+            "passed": False,
+            "examples": 0,
+            "inconclusive": 0,
+            "reason": "error",
+            "message": f"cannot load the submission: {session.report.load_error}",
+            "counterexample": None,
+            "worst": None,
+            "diagnosis": None,
+        }
 
     def reproduce(self, parameter: str) -> str:
         """The one command that reproduces a parameter's verdict: every option that decides it, and -k."""
@@ -468,9 +476,14 @@ def _plugin_report(state: PluginState) -> dict[str, Any]:
         "assignment": settings.assignment,
         "passed": state.load_error is None and all(r["passed"] for r in params.values()),
         "seed": state.seed,
-        "settings": {"examples": settings.max_examples, "dtypes": list(settings.dtypes),
-                     "devices": None if settings.devices is None else list(settings.devices),
-                     "stress": settings.stress, "rtol": settings.rtol, "atol": settings.atol},
+        "settings": {
+            "examples": settings.max_examples,
+            "dtypes": list(settings.dtypes),
+            "devices": None if settings.devices is None else list(settings.devices),
+            "stress": settings.stress,
+            "rtol": settings.rtol,
+            "atol": settings.atol,
+        },
         "load_error": state.load_error,
         "score": float(sum(1 for r in params.values() if r["passed"])),
         # The parameters checked (-k may select some); all of them when the submission could not be loaded.
@@ -501,12 +514,16 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         if result["passed"]:
             tr.write_line(f"{name}: passed ({_examples(result['examples'])})")
             continue
-        tr.write_line(f"{name}: FAILED ({result['reason']}) after {_examples(result['examples'])}; "
-                      f"smallest case: {describe_case(result.get('counterexample')) or 'n/a'}")
+        tr.write_line(
+            f"{name}: FAILED ({result['reason']}) after {_examples(result['examples'])}; "
+            f"smallest case: {describe_case(result.get('counterexample')) or 'n/a'}"
+        )
         if result.get("worst"):
             w = result["worst"]
-            tr.write_line(f"    worst element {tuple(w['index'])}: analytic {_number(w['analytic'])}, autograd "
-                          f"{_number(w['autograd'])}, finite differences {_number(w['finite_differences'])}")
+            tr.write_line(
+                f"    worst element {tuple(w['index'])}: analytic {_number(w['analytic'])}, autograd "
+                f"{_number(w['autograd'])}, finite differences {_number(w['finite_differences'])}"
+            )
         if result.get("diagnosis"):
             tr.write_line(f"    likely cause: {result['diagnosis']}")
         tr.write_line(f"    reproduce: {state.reproduce(name)}")

@@ -58,6 +58,9 @@ class CheckSettings:
         default_factory=lambda: dict(strategies.DEFAULT_SIZE_BOUNDS)
     )
     assignment: str = DEFAULT_ASSIGNMENT
+    # A directory for Hypothesis's example database, for local exploration only: earlier failures are then
+    # replayed first. None (the default, and what the gate uses) keeps verdicts a function of the seed alone.
+    database: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_examples, int) or self.max_examples < 1:
@@ -229,6 +232,7 @@ def evaluate_case(
         tolerance,
         context=f"Case: {case.describe()}",
         function=function,
+        kinked=refs.kinked[parameter] if refs.kinked is not None else None,
     )
 
 
@@ -252,14 +256,16 @@ class _Abort(BaseException):
         self.case = case
 
 
-def _hypothesis_settings(max_examples: int) -> hypothesis.settings:
-    # No deadline (a gate must not fail a slow but right formula), no example database (a course cannot
-    # grade on what an earlier run happened to store), no health checks (slow submissions are not ours to
-    # judge), and one bug per run: the smallest case of the parameter's first failure.
+def _hypothesis_settings(max_examples: int, database: str | None = None) -> hypothesis.settings:
+    # No deadline (a gate must not fail a slow but right formula), no example database unless asked for (a
+    # course cannot grade on what an earlier run happened to store), no health checks (slow submissions are
+    # not ours to judge), and one bug per run: the smallest case of the parameter's first failure.
+    from hypothesis.database import DirectoryBasedExampleDatabase
+
     return hypothesis.settings(
         max_examples=max_examples,
         deadline=None,
-        database=None,
+        database=None if database is None else DirectoryBasedExampleDatabase(database),
         suppress_health_check=list(HealthCheck),
         report_multiple_bugs=False,
         phases=(Phase.explicit, Phase.generate, Phase.shrink),
@@ -293,7 +299,7 @@ def check_parameter(
     seen: set[Case] = set()
     counts = {"inconclusive": 0}
 
-    @_hypothesis_settings(settings.max_examples)
+    @_hypothesis_settings(settings.max_examples, settings.database)
     @hypothesis.seed(settings.seed)
     @hypothesis.given(settings.case_strategy(assignment))
     def run(case: Case) -> None:
@@ -355,7 +361,7 @@ def diagnose(
         ("n_hidden", "right for one hidden unit and wrong for several: look for a transpose of W2 or of "
                      "the hidden layer"),
     ):
-        if getattr(case.sizes, size) > 1:
+        if getattr(case.sizes, size) > 1 and assignment.min_sizes.get(size, 1) <= 1:  # never an invalid case
             smaller = case.replace(**{size: 1})
             if evaluate_case(parameter, formula, smaller, assignment, cache, tolerance).status == "pass":
                 return label

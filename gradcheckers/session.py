@@ -7,7 +7,7 @@ through :class:`SubmissionSession`, so a submission gets the same verdict from e
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,7 +57,7 @@ class SubmissionReport:
 
     def to_json(self) -> dict[str, Any]:
         """The JSON report; its schema is a public interface documented in the README."""
-        return {
+        return _encodable({
             "submission": self.submission,
             "assignment": self.assignment,
             "passed": self.passed,
@@ -77,10 +77,22 @@ class SubmissionReport:
             "parameters": {name: r.to_json() for name, r in self.parameters.items()},
             "output": self.output,
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
-        }
+        })
 
     def score(self, weights: dict[str, float] | None = None) -> float:
         return float(sum((weights or {}).get(n, 1.0) for n, r in self.parameters.items() if r.passed))
+
+
+def _encodable(value: Any) -> Any:
+    """``value`` with every string made encodable as UTF-8. Messages quote what the submission chose (an
+    exception's text, a type's name), which may hold lone surrogates; no writer could encode those."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_encodable(k): _encodable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_encodable(v) for v in value]
+    return value
 
 
 class SubmissionSession:
@@ -109,6 +121,9 @@ class SubmissionSession:
         """Read, compile and import the submission in its worker; raises LoadError (and records it)."""
         if self._worker is not None:
             return
+        if self.report.load_error is not None:
+            # Loading once is enough: a submission that hangs at import must not cost a timeout per parameter.
+            raise LoadError(self.report.load_error, self.report.load_reason or "error")
         started = time.perf_counter()
         try:
             source = load_source(resolve_submission(self.spec), run_all_cells=self.run_all_cells)
@@ -177,12 +192,18 @@ class SubmissionSession:
         )
         return result
 
-    def check_all(self, on_result: Callable[[ParameterResult], None] | None = None) -> SubmissionReport:
+    def check_all(
+        self,
+        on_result: Callable[[ParameterResult], None] | None = None,
+        *,
+        parameters: Sequence[str] | None = None,
+    ) -> SubmissionReport:
+        """Check ``parameters`` (default: all of the assignment's) in order; a load error ends the check."""
         try:
             self.load()
         except LoadError:
             return self.report
-        for parameter in self.assignment.parameters:
+        for parameter in parameters or self.assignment.parameters:
             result = self.check(parameter)
             if on_result is not None:
                 on_result(result)
@@ -196,8 +217,9 @@ def check_submission(
     *,
     run_all_cells: bool = False,
     on_result: Callable[[ParameterResult], None] | None = None,
+    parameters: Sequence[str] | None = None,
 ) -> SubmissionReport:
     """Check one ``.py``/``.ipynb`` submission (or bundled example name) and return its report."""
     with SubmissionSession(spec, settings, limits, run_all_cells=run_all_cells) as session:
-        session.check_all(on_result)
+        session.check_all(on_result, parameters=parameters)
     return session.report
