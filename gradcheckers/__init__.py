@@ -37,6 +37,8 @@ _EXPORTS = {
     "References": "gradcheckers.references",
     "autograd_gradients": "gradcheckers.references",
     "compute_references": "gradcheckers.references",
+    "complex_step_gradients": "gradcheckers.complex_step",
+    "with_complex_step": "gradcheckers.complex_step",
     "finite_difference_gradients": "gradcheckers.references",
     "Limits": "gradcheckers.sandbox",
     "SubmissionReport": "gradcheckers.session",
@@ -68,10 +70,12 @@ __all__ = [
     "available_assignments",
     "check_formulas",
     "check_submission",
+    "complex_step_gradients",
     "compute_references",
     "finite_difference_gradients",
     "formulas_from_namespace",
     "get_assignment",
+    "with_complex_step",
 ]
 
 
@@ -91,6 +95,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from gradcheckers.assignment import Assignment, Case, Sizes, available_assignments, get_assignment
     from gradcheckers.compare import InconclusiveWarning, Verdict, assert_gradients_agree
+    from gradcheckers.complex_step import complex_step_gradients, with_complex_step
     from gradcheckers.errors import (
         GradcheckersError,
         GradientMismatchError,

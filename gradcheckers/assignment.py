@@ -83,7 +83,13 @@ class Assignment:
       the generic oracles in :mod:`gradcheckers.references` are used (autograd of ``loss``, batched central
       differences of ``loss``, and a tolerance relative to the gradient's largest entry).
     - ``holomorphic``: the loss is a complex-analytic function of the parameters, so complex-step
-      differentiation applies to it.
+      differentiation applies to it (:mod:`gradcheckers.complex_step`).
+    - ``fixed_sizes`` holds sizes the assignment does not use at one value; ``min_sizes`` raises the lower
+      bound of others (a softmax needs two classes). Cases never go below them, nor does a diagnosis.
+    - ``kinks(args)``: for a loss with piecewise parts (``smooth=False``), the arguments of every piecewise
+      function (relu's pre-activations, say) as one tensor, a kink where an entry is 0. Gradient elements
+      that depend on an entry within rounding or finite-difference reach of 0 are inconclusive
+      (:mod:`gradcheckers.kinks`).
     """
 
     name: str
@@ -101,6 +107,7 @@ class Assignment:
     holomorphic: bool = False
     fixed_sizes: Mapping[str, int] = field(default_factory=dict)
     kinks: Callable[[TensorMap], Tensor] | None = None
+    min_sizes: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def arguments(self) -> tuple[str, ...]:
@@ -125,6 +132,7 @@ _BUILTIN = {
     "logistic-regression": "models.logistic:LOGISTIC_REGRESSION",
 }
 DEFAULT_ASSIGNMENT = "two-layer-sigmoid"
+COMPLEX_STEP_SUFFIX = "+complex-step"
 
 
 def available_assignments() -> list[str]:
@@ -140,11 +148,16 @@ def get_assignment(spec: str | Assignment | None = None) -> Assignment:
     """An assignment by bundled name, by ``path/to/file.py[:NAME]``, or ``module:NAME``; None is the seed's.
 
     A definition file must define a module-level :class:`Assignment` called ``ASSIGNMENT`` (or the NAME
-    given after the colon).
+    given after the colon). A ``+complex-step`` suffix makes the complex step the second reference of a
+    holomorphic assignment (:func:`gradcheckers.complex_step.with_complex_step`).
     """
     if isinstance(spec, Assignment):
         return spec
     spec = spec or DEFAULT_ASSIGNMENT
+    if spec.endswith(COMPLEX_STEP_SUFFIX):
+        from gradcheckers.complex_step import with_complex_step
+
+        return with_complex_step(spec[: -len(COMPLEX_STEP_SUFFIX)])
     target = _BUILTIN.get(spec, spec)
     location, _, attribute = target.rpartition(":") if ":" in target else (target, "", "")
     attribute = attribute or "ASSIGNMENT"

@@ -59,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     check = commands.add_parser("check", help="check one .py/.ipynb submission (or a bundled example name)")
+    check.set_defaults(usage_parser=check)  # option errors found after parsing show this command's usage
     check.add_argument("submission", help="path to a .py or .ipynb file, or a bundled example: seed, correct")
     _add_check_options(check)
     out = check.add_argument_group("report files")
@@ -70,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     out.add_argument("--quiet", action="store_true", help="print only the verdict line")
 
     grade = commands.add_parser("grade", help="check every submission in a folder (one file or folder per student)")
+    grade.set_defaults(usage_parser=grade)
     grade.add_argument("directory")
     _add_check_options(grade)
     grade.add_argument("--jobs", type=positive_int, default=max(1, min(4, os.cpu_count() or 1)),
@@ -128,23 +130,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in available_assignments():
             print(f"{name:22} {get_assignment(name).title}")
         return 0
+    parser = args.usage_parser
     if (args.rtol is None) != (args.atol is None):
         parser.error("--rtol and --atol go together: give both or neither")
+    from gradcheckers.errors import InvalidArgument, LoadError
+
     if args.command == "check":
         from gradcheckers.sandbox import prestart
+        from gradcheckers.submission import load_source, resolve_submission
 
-        prestart()  # the worker's fork server imports torch while this process does the same
-    from gradcheckers.errors import InvalidArgument
+        try:  # a file that is missing or does not compile needs no worker (the session reports why)
+            load_source(resolve_submission(args.submission), run_all_cells=args.run_all_cells)
+        except LoadError:
+            pass
+        else:
+            prestart()  # the worker's fork server imports torch while this process does the same
 
     try:
         settings, limits = _settings(args), _limits(args)
-        if args.parameter:
+        if args.parameter or args.weights:
             from gradcheckers.assignment import get_assignment
 
             known = get_assignment(settings.assignment).parameters
-            unknown = [p for p in args.parameter if p not in known]
-            if unknown:
-                raise InvalidArgument(f"--parameter {unknown[0]!r} is not one of {', '.join(known)}")
+            for option, names in (("--parameter", args.parameter or ()), ("--weights", args.weights or {})):
+                unknown = [p for p in names if p not in known]
+                if unknown:
+                    raise InvalidArgument(f"{option} {unknown[0]!r} is not one of {', '.join(known)}")
     except InvalidArgument as error:
         parser.error(str(error))
     if args.command == "check":

@@ -112,11 +112,13 @@ def judge(
     tolerance: Tolerance = DEFAULT_TOLERANCE,
     context: str = "",
     function: str | None = None,
+    kinked: Tensor | None = None,
 ) -> Verdict:
     """Judge one analytic gradient against the float64 references of one case.
 
     Order of the checks: a tensor of numbers, exactly the parameter's shape (no broadcasting), finite, then
-    agreement with autograd wherever autograd and finite differences agree with each other.
+    agreement with autograd wherever autograd and finite differences agree with each other and ``kinked``
+    (see :mod:`gradcheckers.kinks`) does not mark the element as near a kink.
     """
     who = function or f"the gradient of {parameter}"
     try:
@@ -144,12 +146,14 @@ def judge(
             "non-finite",
             f"{who} returned {bad.shape[0]} non-finite value(s) of {got.numel()} "
             f"(first {_fmt(got[first].item())} at index {first}); the exact gradient is finite here "
-            f"(autograd gives {_fmt(autograd[first].item())}). Look for exp() overflowing: write sigmoid' "
-            "as s * (1 - s).",
+            f"(autograd gives {_fmt(autograd[first].item())}). Look for an overflow (exp of a large number: "
+            "write sigmoid' as s * (1 - s)) or a 0/0.",
             context,
         )
 
     conclusive = references_agree(autograd, finite_differences, fd_error, rounding)
+    if kinked is not None:
+        conclusive = conclusive & ~kinked
     allowed = allowed_error(autograd, rounding, dtype, tolerance)
     diff = (got - autograd).abs()
     mismatched = (diff > allowed) & conclusive
@@ -158,12 +162,16 @@ def judge(
                          dtype, context)
     if not bool(conclusive.all()):
         n = int((~conclusive).sum())
+        near = 0 if kinked is None else int(kinked.sum())
         return Verdict(
             parameter,
             "inconclusive",
             None,
             f"{parameter}: autograd and finite differences disagree on {n} of {got.numel()} element(s) "
-            "(a kink, overflow or a too-coarse step), so this case says nothing about the formula",
+            "(a kink, overflow or a too-coarse step), so this case says nothing about the formula"
+            if not near else
+            f"{parameter}: {n} of {got.numel()} element(s) cannot be decided in this case ({near} depend on a "
+            "pre-activation so close to a kink that rounding or the finite-difference step crosses it)",
             context,
         )
     return Verdict(parameter, "pass")
@@ -294,7 +302,8 @@ def assert_gradients_agree(
             ref = ag[name].cpu()
             rounding = generic_rounding(ref, noise[name], params[name].dtype)
             verdict = judge(name, analytic[name], tuple(params[name].shape), ref, fd[name][0].cpu(),
-                            fd[name][1].cpu(), rounding, params[name].dtype, tolerance)
+                            fd[name][1].cpu(), rounding, params[name].dtype, tolerance,
+                            context=f"Device: {params[name].device}; every element checked")
             (failures if verdict.status == "fail" else inconclusive if verdict.status != "pass" else []).append(
                 verdict
             )
@@ -321,7 +330,7 @@ def assert_gradients_agree(
             proj_rounding = d.abs() @ rounding.reshape(-1)
             verdict = judge(f"{name} (along {directions} random directions)", project(got), (directions,),
                             ref, dd[name][0].cpu(), dd[name][1].cpu(), proj_rounding, params[name].dtype,
-                            tolerance)
+                            tolerance, context=f"Device: {params[name].device}; directions drawn with seed={seed}")
             (failures if verdict.status == "fail" else inconclusive if verdict.status != "pass" else []).append(
                 verdict
             )

@@ -52,16 +52,16 @@ def discover_submissions(directory: Path) -> Iterator[tuple[str, Path | None, st
                 yield entry.name, None, f"several candidate files ({names}); name one submission.py"
 
 
-def _grade_one(job: tuple[str, str | None, str | None, Any, Any]) -> dict[str, Any]:
+def _grade_one(job: tuple[str, str | None, str | None, Any, Any, dict[str, Any]]) -> dict[str, Any]:
     from gradcheckers.session import SubmissionReport, check_submission
 
-    student, path, problem, settings, limits = job
+    student, path, problem, settings, limits, options = job
     started = time.perf_counter()
     if path is None:
         report = SubmissionReport(student, settings.assignment, settings, load_error=problem)
     else:
         try:
-            report = check_submission(path, settings, limits)
+            report = check_submission(path, settings, limits, **options)
         except LoadError as error:  # check_submission records load errors; this is belt and braces
             report = SubmissionReport(path, settings.assignment, settings, load_error=str(error))
         except Exception as error:  # never lose a student's row to a bug of ours: report it as such
@@ -120,7 +120,9 @@ def grade_directory(args: argparse.Namespace, settings: Any, limits: Any) -> int
     from gradcheckers.assignment import get_assignment
 
     parameters = list(get_assignment(settings.assignment).parameters)
-    jobs = [(student, None if path is None else str(path), problem, settings, limits)
+    # The options `check` honours too, so a student's verdict is the same from either command.
+    options = {"run_all_cells": args.run_all_cells, "parameters": args.parameter}
+    jobs = [(student, None if path is None else str(path), problem, settings, limits, options)
             for student, path, problem in discover_submissions(directory)]
     if not jobs:
         print(f"gradcheckers grade: no submissions (.py, .ipynb or folders) in {directory}", file=sys.stderr)
@@ -136,12 +138,22 @@ def grade_directory(args: argparse.Namespace, settings: Any, limits: Any) -> int
             progress.update(data)
     elapsed = time.perf_counter() - started
 
-    reports_dir = Path(args.reports)
-    reports_dir.mkdir(parents=True, exist_ok=True)
-    for student, data in results.items():
-        writers.write_json(reports_dir / f"{_safe_name(student)}.json", data)
     weights_ = args.weights or {}
     max_total = sum(weights_.get(p, 1.0) for p in parameters)
+    if weights_:  # as `check --weights` does, so the reports, the gradebook and the summary agree
+        for data in results.values():
+            data["score"] = float(sum(weights_.get(p, 1.0) for p, r in data.get("parameters", {}).items()
+                                      if r["passed"]))
+            data["max_score"] = float(max_total)
+    reports_dir = Path(args.reports)
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
+    for student, data in results.items():
+        name = _safe_name(student)
+        while name in used:  # "a b" and "a_b" must not overwrite each other's report
+            name += "_"
+        used.add(name)
+        writers.write_json(reports_dir / f"{name}.json", data)
     csv_path = Path(args.csv)
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     with csv_path.open("w", newline="", encoding="utf-8") as handle:
@@ -150,7 +162,9 @@ def grade_directory(args: argparse.Namespace, settings: Any, limits: Any) -> int
         for student, data in results.items():
             params = data.get("parameters", {})
             row = [weights_.get(p, 1.0) if params.get(p, {}).get("passed") else 0.0 for p in parameters]
-            status = ("cannot check: " + str(data["load_error"])[:200]) if data.get("load_error") else (
+            # One line per student: a load error's message spans lines (a syntax error's caret, a traceback).
+            problem = " ".join(str(data.get("load_error")).split())[:200]
+            status = ("cannot check: " + problem) if data.get("load_error") else (
                 "passed" if data.get("passed") else "failed: " + ", ".join(
                     f"{p} ({params[p].get('reason')})" for p in parameters if p in params and not params[p]["passed"]))
             writer.writerow([student, *[f"{v:g}" for v in row], f"{sum(row):g}", f"{max_total:g}", status])

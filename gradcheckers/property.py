@@ -63,9 +63,9 @@ class CheckSettings:
     database: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_examples, int) or self.max_examples < 1:
+        if not isinstance(self.max_examples, int) or isinstance(self.max_examples, bool) or self.max_examples < 1:
             raise InvalidArgument(f"max_examples={self.max_examples!r} must be a positive integer")
-        if not isinstance(self.seed, int) or self.seed < 0:
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**64:
             raise InvalidArgument(f"seed={self.seed!r} must be a non-negative integer")
         Tolerance(self.rtol, self.atol)
         strategies.dtypes(self.dtypes)
@@ -173,7 +173,7 @@ class _ReferenceCache:
         return entry
 
 
-def _guarded(formula: Formula, name: str) -> Formula:
+def _guarded(formula: Formula, name: str, arguments: Sequence[str]) -> Formula:
     """Call an in-process formula on fresh copies and refuse in-place changes to its inputs."""
 
     def call(*args: Tensor) -> object:
@@ -184,9 +184,14 @@ def _guarded(formula: Formula, name: str) -> Formula:
             raise
         except Exception as error:  # the formula's own bug: reported, never a crash of the checker
             raise SubmissionFailure("error", f"{name} raised {_describe_exception(error)}") from None
-        changed = [i for i, (a, c) in enumerate(zip(args, copies)) if not torch.equal(a, c)]
+        changed = [arguments[i] if i < len(arguments) else str(i)
+                   for i, (a, c) in enumerate(zip(args, copies)) if not torch.equal(a, c)]
         if changed:
-            raise SubmissionFailure("mutated-input", f"{name} modified its input(s) in place: {changed}")
+            raise SubmissionFailure(
+                "mutated-input",
+                f"{name} modified its input(s) {', '.join(changed)} in place; compute new tensors instead "
+                "(the caller's data must not change)",
+            )
         return result
 
     return call
@@ -323,7 +328,13 @@ def check_parameter(
             "depends on something other than its arguments (global state, randomness, call count)",
         )
     else:
-        return ParameterResult(parameter, True, len(seen), counts["inconclusive"])
+        inconclusive = counts["inconclusive"]
+        note = None
+        if inconclusive:
+            # Said plainly: these cases proved nothing either way (the references disagreed there).
+            note = (f"passed on {len(seen) - inconclusive} conclusive case(s); {inconclusive} case(s) were "
+                    "inconclusive (autograd and finite differences disagreed: kinks or overflow)")
+        return ParameterResult(parameter, True, len(seen), inconclusive, message=note)
     diagnosis = diagnose(parameter, formula, case, verdict, assignment, cache, tolerance)
     return ParameterResult(
         parameter,
@@ -350,6 +361,12 @@ def diagnose(
     """A likely cause, where the pattern of the failure is a known one. A hint, never part of the verdict."""
     if verdict.reason not in ("mismatch", "shape", "error"):
         return None
+    # A constant factor on every element is the most specific diagnosis: look for it first (an MSE mean is
+    # also "right for one output", but "divided by batch * n_output" says more).
+    if verdict.reason == "mismatch":
+        factor = _constant_factor(parameter, formula, case, assignment, cache)
+        if factor is not None:
+            return factor
     for size, label in (
         ("batch", "right for a batch of 1 and wrong for larger batches: the per-sample terms are not summed "
                   "over the batch (a bias gradient sums over dim 0; in X.T @ (...) the whole per-sample term "
@@ -365,32 +382,71 @@ def diagnose(
             smaller = case.replace(**{size: 1})
             if evaluate_case(parameter, formula, smaller, assignment, cache, tolerance).status == "pass":
                 return label
-    if verdict.reason == "mismatch":
-        args, refs = cache.get(case)
-        try:
-            value = formula(*[args[n] for n in assignment.arguments])
-            got = torch.as_tensor(value).detach().cpu().double().reshape(-1)
-        except Exception:
-            return None
-        ref = refs.autograd[parameter].reshape(-1)
-        mask = ref.abs() > 1e-6 * ref.abs().max()
-        if not bool(mask.any()):
-            return None
-        ratios = got[mask] / ref[mask]
-        r = float(ratios.median())
-        if float((ratios - r).abs().max()) <= 1e-3 * max(1.0, abs(r)):
-            n = case.sizes.batch
-            for value_, text in (
-                (-1.0, "the sign is flipped"),
-                (0.5, "a factor 2 is missing (d/dx of x^2 is 2x)"),
-                (2.0, "a factor 2 too many"),
-                (1.0 / n if n > 1 else math.nan, "divided by the batch size: a mean where the loss sums"),
-                (float(n) if n > 1 else math.nan, "multiplied by the batch size"),
-            ):
-                if math.isfinite(value_) and abs(r - value_) <= 1e-3 * abs(value_):
-                    return f"a constant factor {r:.4g} off: {text}"
-            return f"off by a constant factor {r:.6g} on every element"
     return None
+
+
+def _ratio(
+    parameter: str, formula: Formula, case: Case, assignment: Assignment, cache: _ReferenceCache
+) -> float | None:
+    """analytic / reference when it is the same on every element (within 1e-6), else None."""
+    args, refs = cache.get(case)
+    try:
+        value = formula(*[args[n] for n in assignment.arguments])
+        got = torch.as_tensor(value).detach().cpu().double().reshape(-1)
+    except Exception:
+        return None
+    ref = refs.autograd[parameter].reshape(-1)
+    if got.shape != ref.shape:
+        return None
+    mask = ref.abs() > 1e-6 * ref.abs().max()
+    if not bool(mask.any()):
+        return None
+    ratios = got[mask] / ref[mask]
+    r = float(ratios.median())
+    if not math.isfinite(r) or float((ratios - r).abs().max()) > 1e-6 * max(1.0, abs(r)):
+        return None
+    return r
+
+
+# Constant factors with a known cause, as functions of (batch, n_output).
+_FACTORS: tuple[tuple[Callable[[int, int], float], str], ...] = (
+    (lambda n, o: -1.0, "the sign is flipped"),
+    (lambda n, o: 0.5, "a factor 2 is missing (d/dx of x^2 is 2x)"),
+    (lambda n, o: 2.0, "a factor 2 too many"),
+    (lambda n, o: -0.5, "the sign is flipped and a factor 2 is missing"),
+    (lambda n, o: 1.0 / (n * o) if o > 1 else math.nan,
+     "divided by batch * n_output: the mean of MSELoss's default reduction, where f sums the squares"),
+    (lambda n, o: 1.0 / n if n > 1 else math.nan, "divided by the batch size: a mean where the loss sums"),
+    (lambda n, o: float(n) if n > 1 else math.nan, "multiplied by the batch size"),
+)
+
+
+def _constant_factor(
+    parameter: str, formula: Formula, case: Case, assignment: Assignment, cache: _ReferenceCache
+) -> str | None:
+    r = _ratio(parameter, formula, case, assignment, cache)
+    if r is not None and r == 0.0:
+        return "the gradient is zero everywhere: a placeholder, or a factor that vanishes"
+    if r is None or abs(r - 1.0) <= 1e-6:
+        # 1: the same numbers as the reference, yet the case failed, so the formula gave another result on
+        # an earlier call with the same inputs; there is no constant factor to report.
+        return None
+
+    def matches(ratio: float, c: Case) -> list[str]:
+        n, o = c.sizes.batch, c.sizes.n_output
+        return [text for factor, text in _FACTORS
+                if math.isfinite(factor(n, o)) and abs(ratio - factor(n, o)) <= 1e-6 * abs(factor(n, o))]
+
+    found = matches(r, case)
+    if len(found) > 1:
+        # At batch 2 a mean over the batch is also "a factor 2 missing": a larger batch tells them apart.
+        bigger = case.replace(batch=case.sizes.batch + 2, n_output=case.sizes.n_output + 1)
+        r2 = _ratio(parameter, formula, bigger, assignment, cache)
+        if r2 is not None:
+            found = [text for text in found if text in matches(r2, bigger)] or found
+    if found:
+        return f"a constant factor {r:.4g} off: {found[0]}"
+    return f"off by a constant factor {r:.6g} on every element"
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -458,7 +514,7 @@ def check_formulas(
     for name in names:
         formula = formulas.get(name)
         if formula is not None and not isolated:
-            formula = _guarded(formula, f"grad_{name}")
+            formula = _guarded(formula, f"grad_{name}", assignment.arguments)
         result = check_parameter(name, formula, settings=settings, assignment=assignment, cache=cache)
         results[name] = result
         if on_result is not None:

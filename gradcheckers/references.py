@@ -12,7 +12,7 @@ two-layer network does (``models.two_layer.finite_differences``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +21,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_map
 
 from gradcheckers.assignment import Assignment
+from gradcheckers.kinks import kinked_elements
 
 __all__ = [
     "DEFAULT_STEP",
@@ -37,6 +38,13 @@ DEFAULT_STEP = 1e-5
 # Steps of the differences: (+s, -s) for the estimate, (+2s, -2s) for its error (Richardson).
 _MULTIPLIERS = (1.0, -1.0, 2.0, -2.0)
 _U64 = torch.finfo(torch.float64).eps / 2
+# Rounding of one loss evaluation, in units of u times (|loss| + its largest intermediate |value|): a few
+# roundings per term of the largest size; 16 covers every function in tests/test_references.py (8 did not).
+_LOSS_ROUNDING = 16
+# Numbers in the largest intermediate of one batched loss call (copies x the loss's largest tensor), per
+# thread: 2^19 (4 MiB, about a core's cache) was the fastest of 2^14 ... 2^21 on every loss of
+# benchmarks/generic.py and benchmarks/finite_differences.py.
+_BATCH_INTERMEDIATES = 1 << 19
 
 LossFn = Callable[..., Tensor]
 
@@ -51,6 +59,9 @@ class References:
     # Per element, how far a correct computation may be off, in units of the unit roundoff u; None when
     # the assignment gives no rounding analysis (the generic tolerance is used then).
     rounding: dict[str, Tensor] | None = None
+    # Per element, True where a kink (relu, abs) within rounding or finite-difference reach makes the
+    # element undecidable (gradcheckers.kinks); None when no element of the case is near one.
+    kinked: dict[str, Tensor] | None = None
 
 
 def _float64(args: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -64,15 +75,57 @@ class PromoteToFloat64(TorchFunctionMode):
     mode such a loss computes in float64 from the same values, so the references stay float64-accurate.
     """
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        def promote(x: object) -> object:
-            if isinstance(x, Tensor) and x.is_floating_point() and x.dtype != torch.float64:
-                return x.double()
-            return x
+    # The largest number of elements of a tensor any call returned: the size of the loss's intermediates,
+    # which finite_difference_gradients uses to size its batches of perturbed copies.
+    largest = 0
 
-        args = tree_map(promote, args)
-        kwargs = tree_map(promote, kwargs or {})
-        return func(*args, **kwargs)
+    def __init__(self, track_scale: bool = False) -> None:
+        super().__init__()
+        # With track_scale, the largest |value| any intermediate took: the rounding error of a loss is about
+        # u times its largest terms, not u times the (possibly cancelled) value of the loss itself.
+        self.track_scale = track_scale
+        self.scale = 0.0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        # Promoting walks every argument with tree_map, which costs more than a small op itself: skip it
+        # when no argument needs it.
+        if _needs_promotion(args) or _needs_promotion(kwargs.values()):
+            args = tree_map(_promote, args)
+            kwargs = tree_map(_promote, kwargs)
+        result = func(*args, **kwargs)
+        if isinstance(result, Tensor) and result.numel() > self.largest:
+            self.largest = result.numel()
+        if self.track_scale and isinstance(result, Tensor) and result.is_floating_point() and result.numel():
+            self.scale = max(self.scale, float(result.detach().abs().max()))
+        return result
+
+
+def _promote(x: object) -> object:
+    if isinstance(x, Tensor) and x.is_floating_point() and x.dtype != torch.float64:
+        return x.double()
+    return x
+
+
+_LEAVES = (int, float, complex, bool, str, type(None), type(Ellipsis), slice, torch.dtype, torch.device,
+           torch.layout, torch.memory_format)
+
+
+def _needs_promotion(values: Iterable[object]) -> bool:
+    """Whether any value, or any value inside a list, tuple or dict, is a floating tensor below float64."""
+    for x in values:
+        if isinstance(x, Tensor):
+            if x.dtype != torch.float64 and x.is_floating_point():
+                return True
+        elif isinstance(x, (list, tuple)):
+            if _needs_promotion(x):
+                return True
+        elif isinstance(x, dict):
+            if _needs_promotion(x.values()):
+                return True
+        elif not isinstance(x, _LEAVES):
+            return True  # some other container tree_map may look into: let it
+    return False
 
 
 def autograd_gradients(
@@ -80,6 +133,7 @@ def autograd_gradients(
 ) -> dict[str, Tensor]:
     """d loss / d args[name] for each name in ``wrt``, by ``torch.autograd.grad``, computed in float64
     (``promote=False``: in the arguments' own dtype)."""
+    args = _float64(args) if promote else args
     leaves = {k: (v.detach().requires_grad_(True) if k in wrt else v) for k, v in args.items()}
     with torch.enable_grad(), (PromoteToFloat64() if promote else contextlib.nullcontext()):
         value = loss_fn(**leaves)
@@ -110,6 +164,15 @@ def _losses_along(loss_fn: LossFn, args: Mapping[str, Tensor], name: str, batch:
             return torch.stack([one(p) for p in batch])
 
 
+def _copies_per_call(largest: int) -> int:
+    """Perturbed copies per vmapped call: few enough that the loss's largest intermediate (``largest``
+    numbers in one unbatched call) times the copies stays near _BATCH_INTERMEDIATES numbers per thread. The
+    work per copy is a whole forward pass, so bigger batches only move more memory: with 2^22-number batches
+    the two-layer loss at P = 1e3 ran slower than a per-element loop."""
+    budget = _BATCH_INTERMEDIATES * max(1, torch.get_num_threads())
+    return max(len(_MULTIPLIERS), budget // max(largest, 1))
+
+
 def finite_difference_gradients(
     loss_fn: LossFn,
     args: Mapping[str, Tensor],
@@ -123,13 +186,16 @@ def finite_difference_gradients(
     Every element of every parameter is perturbed by +-s and +-2s, s = step * max(1, |theta|); the perturbed
     copies are stacked in chunks of at most ``max_batch_elements`` numbers and evaluated with one vmapped
     call per chunk. The estimate is Richardson's (4 D(s) - D(2s)) / 3, its error |D(s) - D(2s)| / 3 plus
-    the rounding error of the loss, about 8 u |loss| / s.
+    the rounding error of the loss, about 16 u (|loss| + its largest intermediate) / s.
     """
     args = _float64(args)
-    with PromoteToFloat64():
+    mode = PromoteToFloat64(track_scale=True)
+    with mode:
         base = loss_fn(**args)
     _check_scalar(base)
-    rounding = 8 * _U64 * (base.detach().abs().item() + 1e-300)
+    rounding = _LOSS_ROUNDING * _U64 * (base.detach().abs().item() + mode.scale + 1e-300)
+    # Copies per vmapped call: besides the max_batch_elements bound on their numbers, see _copies_per_call.
+    copies = _copies_per_call(mode.largest)
     out: dict[str, tuple[Tensor, Tensor]] = {}
     for name in wrt:
         theta = args[name]
@@ -137,7 +203,7 @@ def finite_difference_gradients(
         numel = flat.numel()
         s = step * flat.abs().clamp(min=1)
         mult = torch.tensor(_MULTIPLIERS, dtype=torch.float64, device=theta.device)
-        chunk = max(1, max_batch_elements // (len(_MULTIPLIERS) * max(numel, 1)))
+        chunk = max(1, min(max_batch_elements // (len(_MULTIPLIERS) * max(numel, 1)), copies // len(_MULTIPLIERS)))
         values = torch.empty(len(_MULTIPLIERS), numel, dtype=torch.float64, device=theta.device)
         for lo in range(0, numel, chunk):
             idx = torch.arange(lo, min(numel, lo + chunk), device=theta.device)
@@ -172,10 +238,12 @@ def directional_derivatives(
     against the norm of everything else and misses it.
     """
     args = _float64(args)
-    with PromoteToFloat64():
+    mode = PromoteToFloat64(track_scale=True)
+    with mode:
         base = loss_fn(**args)
     _check_scalar(base)
-    rounding = 8 * _U64 * (base.detach().abs().item() + 1e-300)
+    rounding = _LOSS_ROUNDING * _U64 * (base.detach().abs().item() + mode.scale + 1e-300)
+    copies = _copies_per_call(mode.largest)
     out: dict[str, tuple[Tensor, Tensor]] = {}
     for name in wrt:
         theta = args[name]
@@ -183,7 +251,9 @@ def directional_derivatives(
         s = step * max(1.0, theta.abs().max().item())
         mult = torch.tensor(_MULTIPLIERS, dtype=torch.float64, device=theta.device)
         batch = theta[None, None] + (mult[:, None] * s).reshape(-1, 1, *([1] * theta.dim())) * d[None]
-        losses = _losses_along(loss_fn, args, name, batch.reshape(-1, *theta.shape)).reshape(4, -1).detach()
+        batch = batch.reshape(-1, *theta.shape)
+        losses = torch.cat([_losses_along(loss_fn, args, name, batch[lo : lo + copies])
+                            for lo in range(0, batch.shape[0], copies)]).reshape(4, -1).detach()
         d1 = (losses[0] - losses[1]) / (2 * s)
         d2 = (losses[2] - losses[3]) / (4 * s)
         out[name] = ((4 * d1 - d2) / 3, (d1 - d2).abs() / 3 + rounding / s)
@@ -203,6 +273,7 @@ def compute_references(assignment: Assignment, args: Mapping[str, Tensor]) -> Re
     else:
         fd = finite_difference_gradients(assignment.loss, args64, wrt)
     rounding = assignment.rounding(args64) if assignment.rounding is not None else None
+    kinked = kinked_elements(assignment, args)  # from the case's own dtype: it sets the rounding band
 
     def cpu(t: Tensor) -> Tensor:
         return t.detach().to("cpu", torch.float64)
@@ -212,4 +283,5 @@ def compute_references(assignment: Assignment, args: Mapping[str, Tensor]) -> Re
         finite_differences={k: cpu(fd[k][0]) for k in wrt},
         fd_error={k: cpu(fd[k][1]) for k in wrt},
         rounding=None if rounding is None else {k: cpu(rounding[k]) for k in wrt},
+        kinked=kinked,
     )

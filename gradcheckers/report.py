@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,6 +33,13 @@ MARKDOWN_LIMIT = 512 * 1024
 OUTPUT_EXCERPT = 2000
 
 Report = Mapping[str, Any]
+
+# Escape sequences in a submission's messages or output would otherwise reach the grader's terminal (ANSI
+# sequences can rewrite lines, set the title, or worse on some terminals); newlines and tabs stay.
+_TERMINAL_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Characters XML 1.0 cannot hold at all, not even escaped; a submission's messages may contain them (an ANSI
+# colour code in an exception's text, a NUL byte).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def describe_case(case: Mapping[str, Any] | None) -> str:
@@ -68,7 +76,7 @@ def format_failure(parameter: str, result: Mapping[str, Any], reproduce: str | N
     """The full explanation of one failed parameter: what, where (smallest case), why, how to reproduce."""
     lines = [f"{parameter}: FAILED ({result.get('reason')})", str(result.get("message") or "").rstrip()]
     case = describe_case(result.get("counterexample"))
-    if case:
+    if case and case not in lines[1]:
         lines.append(f"Smallest failing case: {case}")
     worst = result.get("worst")
     if worst:
@@ -84,7 +92,11 @@ def format_failure(parameter: str, result: Mapping[str, Any], reproduce: str | N
 
 
 def terminal_report(report: Report) -> str:
-    """A readable plain-text report of one submission."""
+    """A readable plain-text report of one submission, safe to print: control characters are escaped."""
+    return _TERMINAL_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", _terminal_report(report))
+
+
+def _terminal_report(report: Report) -> str:
     lines = [f"gradcheckers: {report.get('submission')} ({report.get('assignment')}, seed {report.get('seed')})"]
     if report.get("load_error"):
         lines.append(f"cannot check the submission: {report['load_error']}")
@@ -135,7 +147,7 @@ def markdown_summary(report: Report) -> str:
 
 
 def _cap(text: str, limit: int = MARKDOWN_LIMIT) -> str:
-    data = text.encode()
+    data = text.encode(errors="replace")
     if len(data) <= limit:
         return text
     return data[: limit - 200].decode(errors="ignore") + "\n\n*(summary truncated to stay under GitHub's limit)*\n"
@@ -193,13 +205,21 @@ def junit_xml(reports: Sequence[Report]) -> str:
                 reason = str(result.get("reason"))
                 failure = ET.SubElement(case, "failure", message=reason, type=reason)
                 failure.text = format_failure(name, result, reproduce_command(report, name))
+    for element in suites.iter():
+        element.text = None if element.text is None else _xml_text(element.text)
+        for key, value in element.attrib.items():
+            element.attrib[key] = _xml_text(value)
     return ET.tostring(suites, encoding="unicode", xml_declaration=True)
+
+
+def _xml_text(text: str) -> str:
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x20 else "\ufffd", text)
 
 
 def write_text(path: str | os.PathLike[str], text: str, *, append: bool = False) -> None:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("a" if append else "w", encoding="utf-8") as handle:
+    with target.open("a" if append else "w", encoding="utf-8", errors="replace") as handle:
         handle.write(text)
 
 

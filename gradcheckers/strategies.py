@@ -89,7 +89,7 @@ def sizes(
 
 def dtypes(include: Sequence[str] = ("float64", "float32")) -> st.SearchStrategy[str]:
     """Floating dtypes by name; shrinks towards the first (float64 by default: the clearest counterexample)."""
-    include = tuple(include)
+    include = (include,) if isinstance(include, str) else tuple(include)
     if not include:
         raise InvalidArgument("dtypes(include=()) needs at least one dtype")
     for name in include:
@@ -112,7 +112,7 @@ def available_devices() -> tuple[str, ...]:
 def devices(include: Sequence[str] | None = None) -> st.SearchStrategy[str]:
     """Devices by name; None means every available one. Shrinks towards ``cpu``."""
     available = available_devices()
-    include = available if include is None else tuple(include)
+    include = available if include is None else (include,) if isinstance(include, str) else tuple(include)
     if not include:
         raise InvalidArgument("devices(include=()) needs at least one device")
     for name in include:
@@ -123,8 +123,13 @@ def devices(include: Sequence[str] | None = None) -> st.SearchStrategy[str]:
 
 def seeds(*, min_value: int = 0, max_value: int = 2**32 - 1) -> st.SearchStrategy[int]:
     """Seeds of the generator the case's tensors are drawn from; shrinks towards ``min_value``."""
-    if not (isinstance(min_value, int) and isinstance(max_value, int) and 0 <= min_value <= max_value):
-        raise InvalidArgument(f"min_value={min_value!r}, max_value={max_value!r} must be 0 <= min <= max")
+    # torch.Generator.manual_seed takes seeds below 2^64.
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (min_value, max_value)) or not (
+        0 <= min_value <= max_value < 2**64
+    ):
+        raise InvalidArgument(
+            f"min_value={min_value!r}, max_value={max_value!r} must be integers, 0 <= min <= max < 2**64"
+        )
     return st.integers(min_value, max_value)
 
 
@@ -153,10 +158,10 @@ def cases(
         for name in SIZE_NAMES:
             _check_bounds(name, getattr(sizes, name), getattr(sizes, name))
     size_strategy = _strategy(sizes) if sizes is not None else globals()["sizes"]()
-    if spec.fixed_sizes:
-        fixed = dict(spec.fixed_sizes)
+    if spec.fixed_sizes or spec.min_sizes:
+        fixed, least = dict(spec.fixed_sizes), dict(spec.min_sizes)
         size_strategy = size_strategy.map(
-            lambda s: Sizes(**{n: fixed.get(n, getattr(s, n)) for n in SIZE_NAMES})
+            lambda s: Sizes(**{n: fixed.get(n, max(least.get(n, 1), getattr(s, n))) for n in SIZE_NAMES})
         )
     if isinstance(dtype, str):
         dtypes([dtype])

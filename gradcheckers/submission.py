@@ -81,7 +81,8 @@ def resolve_submission(spec: str) -> Path:
         example = EXAMPLES / f"{spec}{suffix}"
         if os.sep not in spec and "/" not in spec and example.is_file():
             return example
-    names = sorted({"seed"} | {p.stem for p in EXAMPLES.glob("*") if p.suffix in SUFFIXES and not p.stem.startswith("_")})
+    bundled = {p.stem for p in EXAMPLES.glob("*") if p.suffix in SUFFIXES and not p.stem.startswith("_")}
+    names = sorted({"seed"} | bundled)
     known = ", ".join(names) if names else "none are installed"
     raise load_error(
         f"no such file: {spec} (and no bundled example of that name; the bundled examples are: {known})",

@@ -3,7 +3,9 @@
 An analytic gradient computed in dtype d is compared with the float64 autograd reference, element by
 element: ``|analytic - reference| <= allowed``, where
 
-    allowed = ROUNDING_SAFETY * u_d * rounding  +  OUTPUT_ROUNDING * u_d * |reference|
+    allowed = ROUNDING_SAFETY * u_d * rounding  +  OUTPUT_ROUNDING * u_d * |reference|  +  underflow
+
+with underflow = UNDERFLOW_TERMS * tiny_d, plus |reference| itself where |reference| < tiny_d / u_d.
 
 ``rounding`` is the assignment's first-order rounding-error analysis of the gradient (how far a *correct*
 formula, summing in any order, may be off, in units of the unit roundoff u). Without such an analysis
@@ -40,6 +42,11 @@ _UNIT_ROUNDOFF = {
 ROUNDING_SAFETY = 4.0
 # Handing the result back in dtype d rounds it once more, and a formula may scale it once (the -2, say).
 OUTPUT_ROUNDING = 4.0
+# Below the dtype's smallest normal number tiny_d (float32: 1.2e-38) values lose their relative precision or
+# flush to zero (a float32 softmax probability of 1e-48 is 0; so is sigmoid(-110)), which the relative terms
+# above cannot cover. A correct result may be off by a few tiny_d; and one that an underflowed intermediate
+# feeds, scaled up by at most 1/u_d, is below tiny_d / u_d (float32: 2e-31) and may be off by its own size.
+UNDERFLOW_TERMS = 4.0
 # Generic losses: no analysis, so allow the error of a float sum of 256 terms of the largest entry's size
 # (gamma_n = n u for n = 256), about 1.5e-5 relative to the largest entry in float32 and 3e-14 in float64.
 GENERIC_TERMS = 256.0
@@ -97,7 +104,9 @@ def allowed_error(reference: Tensor, rounding: Tensor, dtype: torch.dtype, toler
         assert tolerance.rtol is not None and tolerance.atol is not None
         return tolerance.atol + tolerance.rtol * reference.abs()
     u = unit_roundoff(dtype)
-    return ROUNDING_SAFETY * u * rounding + OUTPUT_ROUNDING * u * reference.abs()
+    tiny = torch.finfo(dtype).tiny
+    underflow = UNDERFLOW_TERMS * tiny + torch.where(reference.abs() < tiny / u, reference.abs(), 0.0)
+    return ROUNDING_SAFETY * u * rounding + OUTPUT_ROUNDING * u * reference.abs() + underflow
 
 
 def references_agree(autograd: Tensor, fd: Tensor, fd_error: Tensor, rounding: Tensor) -> Tensor:

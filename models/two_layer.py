@@ -185,6 +185,8 @@ def rounding_magnitudes(
 
     d_H = (f + 2) * (X.abs() @ W1.abs() + b1.abs())
     d_Hs = d_act * d_H + 2 * Hs.abs()  # act(H) moves by act' * error of H, plus its own few ulps
+    if not act.smooth:  # relu is 1-Lipschitz: near its kink H's error moves Hs even where relu'(H) = 0
+        d_Hs = d_H + 2 * Hs.abs()
     d_G = s * ((W2.shape[0] + 2) * (Y.abs() + Hs.abs() @ W2a + b2.abs()) + d_Hs @ W2a)
     G_a = G.abs()
     dHs_a = G_a @ W2a.T
@@ -253,6 +255,12 @@ def _network(n_feature: int, n_hidden: int, n_output: int, activation: str) -> T
 
 # Step multipliers of the central differences: (+h, -h) for the estimate, (+2h, -2h) for its error.
 _STEPS = (1.0, -1.0, 2.0, -2.0)
+# In-place forms of the activations, for the finite differences' reused buffer (others: act(d) copied back).
+_IN_PLACE: dict[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]] = {
+    torch.sigmoid: torch.sigmoid_,
+    torch.tanh: torch.tanh_,
+    torch.relu: torch.relu_,
+}
 
 
 def finite_differences(
@@ -290,51 +298,78 @@ def finite_differences(
     u = torch.finfo(torch.float64).eps / 2
     mult = torch.tensor(_STEPS, dtype=torch.float64, device=X.device)
 
-    H = X @ W1 + b1
-    A = act(H)
-    R = Y - (A @ W2 + b2)
-    Q = R @ W2.T  # how a change of A[i, j] moves the loss, to first order: -2 Q[i, j]
+    # Everything of the hidden layer is kept transposed, (hidden, batch), the layout the loop below reads.
+    Ht = torch.addmm(b1[:, None], W1.T, X.T)  # H.T
+    At = act(Ht)
+    R = Y - torch.addmm(b2, At.T, W2)
+    Qt = W2 @ R.T  # Q.T: how a change of A[i, j] moves the loss, to first order: -2 Q[i, j]
     w = (W2 * W2).sum(1)  # ... and to second order: w[j] per unit squared
+    scale = 8 * c * u * (n + 2)  # rounding of a difference of the loss, per unit of the terms it sums
 
-    def combine(dL: Tensor, s: Tensor, rounding: Tensor) -> tuple[Tensor, Tensor]:
-        d1 = (dL[0] - dL[1]) / (2 * s)
-        d2 = (dL[2] - dL[3]) / (4 * s)
-        return (4 * d1 - d2) / 3, (d1 - d2).abs() / 3 + rounding / s
+    # Output layer: the loss is quadratic in W2 and b2, so the differences are exact but for rounding. b2 is
+    # W2's row for a hidden unit whose output is always 1, so both are one (hidden + 1, n_output) block.
+    Aa = torch.cat([At, torch.ones(1, n, dtype=At.dtype, device=At.device)])  # (hidden + 1, n)
+    Aa_abs = Aa if act is torch.sigmoid else Aa.abs()  # sigmoid is never negative
+    AA = (Aa * Aa).sum(1, keepdim=True)  # (hidden + 1, 1): sum over the batch of A^2 (n for the row of 1)
+    s_out = step * torch.cat([W2, b2[None]]).abs().clamp(min=1)  # (hidden + 1, n_output)
+    S = mult[:, None, None] * s_out
+    dL_out = (S * AA - 2 * (Aa @ R)) * S
+    rounding_out = scale * (Aa_abs @ R.abs() + s_out * AA)
 
-    out: dict[str, tuple[Tensor, Tensor]] = {}
-
-    # Output layer: the loss is quadratic in b2 and W2, so the differences are exact but for rounding.
-    s = step * b2.abs().clamp(min=1)
-    S = mult[:, None] * s
-    dL = c * (-2 * S * R.sum(0) + n * S * S)
-    out["b2"] = combine(dL, s, 8 * c * u * (n + 2) * (R.abs().sum(0) + n * s))
-    s = step * W2.abs().clamp(min=1)
-    S = mult[:, None, None] * s
-    dL = c * (-2 * S * (A.T @ R) + S * S * (A * A).sum(0)[:, None])
-    out["W2"] = combine(dL, s, 8 * c * u * (n + 2) * (A.abs().T @ R.abs() + s * (A * A).sum(0)[:, None]))
-
-    # Hidden layer: the rounding of d = act(H + s x) - act(H) is about u * |act|, times |2 Q| in the loss.
-    rounding_per_unit = 8 * c * u * (n + 2) * ((Q.abs() + w) * (A.abs() + 1)).sum(0)  # (hidden,)
-    s = step * b1.abs().clamp(min=1)
-    S = mult[:, None] * s
-    d = act(H + S[:, None, :]) - A
-    dL = c * (d * (d * w - 2 * Q)).sum(1)
-    out["b1"] = combine(dL, s, rounding_per_unit)
-
-    s_all = step * W1.abs().clamp(min=1)
-    grad = torch.empty_like(W1)
-    err = torch.empty_like(W1)
-    width = max(1, chunk_elements // (len(_STEPS) * f * n))  # bound memory: chunk the hidden units
-    Xt = X.T[None, :, :, None]
+    # Hidden layer: the rounding of d = act(H + s x) - act(H) is about u * |act|, times |2 Q| in the loss:
+    # the sum over the batch of (|Q| + w) (|A| + 1), as a row-wise dot product and a sum.
+    At_abs1 = Aa_abs[:hidden] + 1
+    rounding_per_unit = torch.bmm(Qt.abs()[:, None, :], At_abs1[:, :, None]).view(hidden)
+    rounding_per_unit = scale * (rounding_per_unit + w * At_abs1.sum(1))  # (hidden,)
+    # b1_j is W1's row for an input that is always 1 (H[:, j] + s = H[:, j] + s * 1), so both go through one
+    # loop over chunks of hidden units. Per chunk: d = act(H + S x) - A in a reused buffer laid out
+    # (J, 4, f + 1, n), then the change of the loss sum(d (d w - 2 Q)) = w |d|^2 - 2 <d, Q> as one norm and
+    # one batched matrix-vector product, both reading d once. The buffer is kept near 1 MiB (2^17 numbers)
+    # per thread so that it stays in cache; larger buffers measured slower, smaller ones pay Python per chunk.
+    fa = f + 1
+    XT = torch.cat([X.T, torch.ones(1, n, dtype=X.dtype, device=X.device)])  # (f + 1, n): X.T and a row of 1
+    s_hidden = step * torch.cat([W1.T, b1[:, None]], 1).abs().clamp(min=1)  # (hidden, f + 1)
+    St = (s_hidden[:, None, :] * mult[:, None]).unsqueeze(-1)  # (hidden, 4, f + 1, 1)
+    squares = torch.empty(hidden, len(_STEPS), fa, dtype=torch.float64, device=X.device)
+    linear = torch.empty(hidden, len(_STEPS) * fa, 1, dtype=torch.float64, device=X.device)
+    per_unit = len(_STEPS) * fa * n
+    cached = (1 << 17) * max(1, torch.get_num_threads())
+    width = max(1, min(hidden, min(chunk_elements, cached) // per_unit))  # bound memory: chunk hidden units
+    buffer = torch.empty(width, len(_STEPS), fa, n, dtype=torch.float64, device=X.device)
+    in_place = _IN_PLACE.get(act)
+    H3, A3, Q3, X3 = Ht[:, None, None, :], At[:, None, None, :], Qt[:, :, None], XT[None, None]
     for lo in range(0, hidden, width):
-        j = slice(lo, min(hidden, lo + width))
-        s = s_all[:, j]
-        S = mult[:, None, None] * s  # (4, f, J)
-        d = act(H[None, None, :, j] + S[:, :, None, :] * Xt) - A[:, j]  # (4, f, n, J)
-        dL = c * (d * (d * w[j] - 2 * Q[:, j])).sum(2)
-        grad[:, j], err[:, j] = combine(dL, s, rounding_per_unit[j] * X.abs().amax(0)[:, None])
-    out["W1"] = (grad, err)
-    return out
+        hi = min(hidden, lo + width)
+        d = buffer[: hi - lo]
+        torch.addcmul(H3[lo:hi], St[lo:hi], X3, out=d)
+        if in_place is not None:
+            in_place(d)
+        else:
+            d.copy_(act(d))
+        d.sub_(A3[lo:hi])
+        torch.linalg.vector_norm(d, dim=-1, out=squares[lo:hi])
+        torch.bmm(d.view(hi - lo, -1, n), Q3[lo:hi], out=linear[lo:hi])
+    dL_hidden = squares.square_().mul_(w[:, None, None]).sub_(linear.view(hidden, len(_STEPS), fa), alpha=2)
+
+    # Both blocks, flattened side by side, through one Richardson step.
+    dL = torch.cat([dL_out.view(len(_STEPS), -1), dL_hidden.transpose(0, 1).reshape(len(_STEPS), -1)], 1)
+    if c != 1.0:
+        dL.mul_(c)
+    s_all = torch.cat([s_out.view(-1), s_hidden.view(-1)])
+    # The rounding of d = act(H + s x) - act(H) does not shrink with |x|: hence max(1, |x|), not |x|.
+    rounding = torch.cat([rounding_out.view(-1), (rounding_per_unit[:, None] * XT.abs().amax(1).clamp(min=1)).view(-1)])
+    d1 = (dL[0] - dL[1]) / (2 * s_all)
+    d2 = (dL[2] - dL[3]) / (4 * s_all)
+    grad, err = (4 * d1 - d2) / 3, (d1 - d2).abs() / 3 + rounding / s_all
+    k = s_out.numel()
+    g_out, e_out = grad[:k].view(hidden + 1, -1), err[:k].view(hidden + 1, -1)
+    g_hidden, e_hidden = grad[k:].view(hidden, fa), err[k:].view(hidden, fa)
+    return {
+        "W1": (g_hidden[:, :f].T.contiguous(), e_hidden[:, :f].T.contiguous()),
+        "b1": (g_hidden[:, f].contiguous(), e_hidden[:, f].contiguous()),
+        "W2": (g_out[:hidden], e_out[:hidden]),
+        "b2": (g_out[hidden], e_out[hidden]),
+    }
 
 
 def draw(sizes: Sizes, generator: torch.Generator, scale: float = 1.0) -> dict[str, Tensor]:
