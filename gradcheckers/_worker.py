@@ -328,6 +328,13 @@ class _Worker:
         self.guards.block_imports()
         if not config["allow_autograd"]:
             self.guards.block_autograd()
+        else:
+            # torch.func and forward-mode AD import torch._dynamo on first use (3-5 s): pay that here, under
+            # the load timeout, rather than in the first call, where it would read as the submission's hang.
+            try:
+                import torch._dynamo  # noqa: F401
+            except Exception:
+                pass
         module = types.ModuleType(SUBMISSION_MODULE)
         module.__file__ = self.filename
         sys.modules[SUBMISSION_MODULE] = module

@@ -35,7 +35,7 @@ def _add_check_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dtypes", type=name_list(DTYPE_CHOICES), default=("float64", "float32"),
                        help="comma-separated dtypes to draw (default: float64,float32)")
     group.add_argument("--devices", type=name_list(DEVICE_CHOICES), default=None,
-                       help="comma-separated devices to draw (default: every available one)")
+                       help="comma-separated devices to draw (default: cpu, or $GRADCHECKERS_DEVICES)")
     group.add_argument("--rtol", type=float, default=None, help="relative tolerance (with --atol) replacing the policy")
     group.add_argument("--atol", type=float, default=None, help="absolute tolerance (with --rtol)")
     group.add_argument("--stress", action="store_true", help="also draw large magnitudes (numerical stability)")
@@ -96,11 +96,12 @@ def _settings(args: argparse.Namespace) -> Any:
         "max_examples": args.examples,
         "seed": seed,
         "dtypes": tuple(args.dtypes),
-        "devices": args.devices,
         "stress": args.stress,
         "rtol": args.rtol,
         "atol": args.atol,
     }
+    if args.devices:
+        values["devices"] = tuple(args.devices)  # else CheckSettings' machine-independent default (cpu)
     if args.assignment:
         values["assignment"] = args.assignment
     return CheckSettings(**values)

@@ -120,12 +120,56 @@ def judge(
     agreement with autograd wherever autograd and finite differences agree with each other and ``kinked``
     (see :mod:`gradcheckers.kinks`) does not mark the element as near a kink.
     """
-    who = function or f"the gradient of {parameter}"
+    got = _shaped_gradient(parameter, value, shape, context, function)
+    if isinstance(got, Verdict):
+        return got
+    conclusive = references_agree(autograd, finite_differences, fd_error, rounding)
+    if kinked is not None:
+        conclusive = conclusive & ~kinked
+    allowed = allowed_error(autograd, rounding, dtype, tolerance)
+    return _verdict(parameter, got, autograd, finite_differences, fd_error, conclusive, allowed, dtype, context,
+                    function, kinked)
+
+
+def judge_with_limits(
+    parameter: str,
+    value: object,
+    shape: tuple[int, ...],
+    autograd: Tensor,
+    finite_differences: Tensor,
+    fd_error: Tensor,
+    conclusive: Tensor,
+    allowed: Tensor,
+    dtype: torch.dtype,
+    context: str | Callable[[], str] = "",
+    function: str | None = None,
+    kinked: Tensor | None = None,
+) -> Verdict:
+    """:func:`judge` with what depends on the references alone worked out beforehand: ``conclusive`` (the
+    references agree and the element is not ``kinked``) and ``allowed`` (``allowed_error``). The property check
+    computes them for every parameter of a case at once. ``context`` may be a callable, called only for a
+    verdict that is not a pass."""
+    got = _shaped_gradient(parameter, value, shape, context, function)
+    if isinstance(got, Verdict):
+        return got
+    return _verdict(parameter, got, autograd, finite_differences, fd_error, conclusive, allowed, dtype, context,
+                    function, kinked)
+
+
+def _text(context: str | Callable[[], str]) -> str:
+    return context if isinstance(context, str) else context()
+
+
+def _shaped_gradient(
+    parameter: str, value: object, shape: tuple[int, ...], context: str | Callable[[], str], function: str | None
+) -> Tensor | Verdict:
+    """The submitted gradient in float64, or the failing verdict when it is not numbers of exactly ``shape``."""
     try:
         got = as_gradient(value, parameter, function)
     except SubmissionFailure as failure:
-        return Verdict(parameter, "fail", failure.reason, failure.message, context)
+        return Verdict(parameter, "fail", failure.reason, failure.message, _text(context))
     if tuple(got.shape) != tuple(shape):
+        who = function or f"the gradient of {parameter}"
         return Verdict(
             parameter,
             "fail",
@@ -133,10 +177,31 @@ def judge(
             f"{who} returned shape {tuple(got.shape)}; {parameter} has shape {tuple(shape)}. The gradient "
             "must have exactly the parameter's shape; a comparison that broadcasts one against the other "
             "hides the error." + _shape_hint(tuple(got.shape), tuple(shape)),
-            context,
+            _text(context),
         )
-    got = got.to(torch.float64)
+    return got.to(torch.float64)
+
+
+def _verdict(
+    parameter: str,
+    got: Tensor,
+    autograd: Tensor,
+    finite_differences: Tensor,
+    fd_error: Tensor,
+    conclusive: Tensor,
+    allowed: Tensor,
+    dtype: torch.dtype,
+    context: str | Callable[[], str],
+    function: str | None,
+    kinked: Tensor | None,
+) -> Verdict:
     finite = torch.isfinite(got)
+    diff = (got - autograd).abs()
+    # The common case first, in one reduction: every element finite, decidable and within its tolerance. That
+    # implies each check below passes; anything else goes through them in their order.
+    if bool((finite & conclusive & (diff <= allowed)).all()):
+        return Verdict(parameter, "pass")
+    who = function or f"the gradient of {parameter}"
     if not bool(finite.all()):
         bad = (~finite).nonzero()
         first = tuple(int(i) for i in bad[0]) if bad.numel() else ()
@@ -148,18 +213,12 @@ def judge(
             f"(first {_fmt(got[first].item())} at index {first}); the exact gradient is finite here "
             f"(autograd gives {_fmt(autograd[first].item())}). Look for an overflow (exp of a large number: "
             "write sigmoid' as s * (1 - s)) or a 0/0.",
-            context,
+            _text(context),
         )
-
-    conclusive = references_agree(autograd, finite_differences, fd_error, rounding)
-    if kinked is not None:
-        conclusive = conclusive & ~kinked
-    allowed = allowed_error(autograd, rounding, dtype, tolerance)
-    diff = (got - autograd).abs()
     mismatched = (diff > allowed) & conclusive
     if bool(mismatched.any()):
         return _mismatch(parameter, who, got, autograd, finite_differences, fd_error, allowed, mismatched,
-                         dtype, context)
+                         dtype, _text(context))
     if not bool(conclusive.all()):
         n = int((~conclusive).sum())
         near = 0 if kinked is None else int(kinked.sum())
@@ -172,7 +231,7 @@ def judge(
             if not near else
             f"{parameter}: {n} of {got.numel()} element(s) cannot be decided in this case ({near} depend on a "
             "pre-activation so close to a kink that rounding or the finite-difference step crosses it)",
-            context,
+            _text(context),
         )
     return Verdict(parameter, "pass")
 

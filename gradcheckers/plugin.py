@@ -68,7 +68,7 @@ OPTIONS: dict[str, tuple[Any, Any, str]] = {
     EXAMPLES: (positive_int, DEFAULT_EXAMPLES, "Hypothesis examples per parameter (default: 100)"),
     SEED: (seed_value, "0", "seed of the case search: an integer, 'random', or 'last' (default: 0)"),
     DTYPES: (name_list(DTYPE_CHOICES), ("float64", "float32"), "dtypes to draw, comma-separated"),
-    DEVICES: (name_list(DEVICE_CHOICES), None, "devices to draw, comma-separated (default: all available)"),
+    DEVICES: (name_list(DEVICE_CHOICES), None, "devices to draw, comma-separated (default: cpu, or $GRADCHECKERS_DEVICES)"),
     RTOL: (non_negative_float, None, "relative tolerance; replaces the derived policy, needs --gradcheckers-atol"),
     ATOL: (non_negative_float, None, "absolute tolerance; needs --gradcheckers-rtol"),
     TIMEOUT: (positive_float, DEFAULT_TIMEOUT, "seconds one call of a submitted function may take"),
@@ -160,12 +160,13 @@ class PluginState:
             "max_examples": self.values[EXAMPLES],
             "seed": self.seed,
             "dtypes": tuple(self.values[DTYPES]),
-            "devices": self.values[DEVICES],
             "stress": self.values[STRESS],
             "rtol": self.values[RTOL],
             "atol": self.values[ATOL],
             "database": self.values[DATABASE],
         }
+        if self.values[DEVICES]:
+            values["devices"] = tuple(self.values[DEVICES])  # else CheckSettings' machine-independent default
         if self.values[ASSIGNMENT]:
             values["assignment"] = self.values[ASSIGNMENT]
         values.update(overrides)

@@ -61,7 +61,7 @@ def reproduce_command(report: Report, parameter: str | None = None) -> str:
         words += ["--examples", str(settings["examples"])]
     if settings.get("dtypes") and list(settings["dtypes"]) != ["float64", "float32"]:
         words += ["--dtypes", ",".join(settings["dtypes"])]
-    if settings.get("devices"):
+    if settings.get("devices") and list(settings["devices"]) != ["cpu"]:
         words += ["--devices", ",".join(settings["devices"])]
     if settings.get("stress"):
         words.append("--stress")

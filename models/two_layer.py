@@ -298,35 +298,50 @@ def finite_differences(
     u = torch.finfo(torch.float64).eps / 2
     mult = torch.tensor(_STEPS, dtype=torch.float64, device=X.device)
 
-    # Everything of the hidden layer is kept transposed, (hidden, batch), the layout the loop below reads.
+    # Everything of the hidden layer is kept transposed, (hidden, batch), the layout the loop below reads. Aa
+    # is act(H).T with a row of 1 under it (see the output layer), At the view of it without that row.
+    in_place = _IN_PLACE.get(act)
     Ht = torch.addmm(b1[:, None], W1.T, X.T)  # H.T
-    At = act(Ht)
+    Aa = torch.empty(hidden + 1, n, dtype=torch.float64, device=X.device)
+    At = Aa[:hidden]
+    if in_place is not None:
+        in_place(At.copy_(Ht))
+    else:
+        At.copy_(act(Ht))
+    Aa[hidden] = 1
     R = Y - torch.addmm(b2, At.T, W2)
     Qt = W2 @ R.T  # Q.T: how a change of A[i, j] moves the loss, to first order: -2 Q[i, j]
     w = (W2 * W2).sum(1)  # ... and to second order: w[j] per unit squared
     scale = 8 * c * u * (n + 2)  # rounding of a difference of the loss, per unit of the terms it sums
 
+    def rowdot(a: Tensor, b: Tensor) -> Tensor:  # sum over the batch of a * b, row by row, no temporary
+        return torch.bmm(a[:, None, :], b[:, :, None]).view(a.shape[0])
+
+    # The differences of both blocks go side by side into one (4, m) tensor, m = (hidden + 1) o + hidden (f + 1).
+    fa = f + 1
+    k = (hidden + 1) * W2.shape[1]
+    dL = torch.empty(len(_STEPS), k + hidden * fa, dtype=torch.float64, device=X.device)
+
     # Output layer: the loss is quadratic in W2 and b2, so the differences are exact but for rounding. b2 is
     # W2's row for a hidden unit whose output is always 1, so both are one (hidden + 1, n_output) block.
-    Aa = torch.cat([At, torch.ones(1, n, dtype=At.dtype, device=At.device)])  # (hidden + 1, n)
     Aa_abs = Aa if act is torch.sigmoid else Aa.abs()  # sigmoid is never negative
-    AA = (Aa * Aa).sum(1, keepdim=True)  # (hidden + 1, 1): sum over the batch of A^2 (n for the row of 1)
+    AA = rowdot(Aa, Aa)[:, None]  # (hidden + 1, 1): sum over the batch of A^2 (n for the row of 1)
     s_out = step * torch.cat([W2, b2[None]]).abs().clamp(min=1)  # (hidden + 1, n_output)
     S = mult[:, None, None] * s_out
-    dL_out = (S * AA - 2 * (Aa @ R)) * S
+    torch.mul(S * AA - 2 * (Aa @ R), S, out=dL[:, :k].view(len(_STEPS), hidden + 1, -1))
     rounding_out = scale * (Aa_abs @ R.abs() + s_out * AA)
 
     # Hidden layer: the rounding of d = act(H + s x) - act(H) is about u * |act|, times |2 Q| in the loss:
-    # the sum over the batch of (|Q| + w) (|A| + 1), as a row-wise dot product and a sum.
-    At_abs1 = Aa_abs[:hidden] + 1
-    rounding_per_unit = torch.bmm(Qt.abs()[:, None, :], At_abs1[:, :, None]).view(hidden)
-    rounding_per_unit = scale * (rounding_per_unit + w * At_abs1.sum(1))  # (hidden,)
+    # the sum over the batch of (|Q| + w) (|A| + 1) = <|Q|, |A|> + sum |Q| + w (sum |A| + n).
+    Qt_abs = Qt.abs()
+    At_abs = Aa_abs[:hidden]
+    rounding_per_unit = rowdot(Qt_abs, At_abs) + Qt_abs.sum(1) + w * (At_abs.sum(1) + n)
+    rounding_per_unit.mul_(scale)  # (hidden,)
     # b1_j is W1's row for an input that is always 1 (H[:, j] + s = H[:, j] + s * 1), so both go through one
     # loop over chunks of hidden units. Per chunk: d = act(H + S x) - A in a reused buffer laid out
     # (J, 4, f + 1, n), then the change of the loss sum(d (d w - 2 Q)) = w |d|^2 - 2 <d, Q> as one norm and
     # one batched matrix-vector product, both reading d once. The buffer is kept near 1 MiB (2^17 numbers)
     # per thread so that it stays in cache; larger buffers measured slower, smaller ones pay Python per chunk.
-    fa = f + 1
     XT = torch.cat([X.T, torch.ones(1, n, dtype=X.dtype, device=X.device)])  # (f + 1, n): X.T and a row of 1
     s_hidden = step * torch.cat([W1.T, b1[:, None]], 1).abs().clamp(min=1)  # (hidden, f + 1)
     St = (s_hidden[:, None, :] * mult[:, None]).unsqueeze(-1)  # (hidden, 4, f + 1, 1)
@@ -336,7 +351,6 @@ def finite_differences(
     cached = (1 << 17) * max(1, torch.get_num_threads())
     width = max(1, min(hidden, min(chunk_elements, cached) // per_unit))  # bound memory: chunk hidden units
     buffer = torch.empty(width, len(_STEPS), fa, n, dtype=torch.float64, device=X.device)
-    in_place = _IN_PLACE.get(act)
     H3, A3, Q3, X3 = Ht[:, None, None, :], At[:, None, None, :], Qt[:, :, None], XT[None, None]
     for lo in range(0, hidden, width):
         hi = min(hidden, lo + width)
@@ -349,19 +363,23 @@ def finite_differences(
         d.sub_(A3[lo:hi])
         torch.linalg.vector_norm(d, dim=-1, out=squares[lo:hi])
         torch.bmm(d.view(hi - lo, -1, n), Q3[lo:hi], out=linear[lo:hi])
-    dL_hidden = squares.square_().mul_(w[:, None, None]).sub_(linear.view(hidden, len(_STEPS), fa), alpha=2)
+    squares.square_().mul_(w[:, None, None]).sub_(linear.view(hidden, len(_STEPS), fa), alpha=2)
+    dL[:, k:].view(len(_STEPS), hidden, fa).copy_(squares.transpose(0, 1))
 
-    # Both blocks, flattened side by side, through one Richardson step.
-    dL = torch.cat([dL_out.view(len(_STEPS), -1), dL_hidden.transpose(0, 1).reshape(len(_STEPS), -1)], 1)
+    # Both blocks through one Richardson step, in place (at P = 1e5 the temporaries of a plain version of
+    # these lines cost a fifth of the loop above).
     if c != 1.0:
         dL.mul_(c)
     s_all = torch.cat([s_out.view(-1), s_hidden.view(-1)])
+    rounding = torch.empty_like(s_all)
+    rounding[:k] = rounding_out.view(-1)
     # The rounding of d = act(H + s x) - act(H) does not shrink with |x|: hence max(1, |x|), not |x|.
-    rounding = torch.cat([rounding_out.view(-1), (rounding_per_unit[:, None] * XT.abs().amax(1).clamp(min=1)).view(-1)])
-    d1 = (dL[0] - dL[1]) / (2 * s_all)
-    d2 = (dL[2] - dL[3]) / (4 * s_all)
-    grad, err = (4 * d1 - d2) / 3, (d1 - d2).abs() / 3 + rounding / s_all
-    k = s_out.numel()
+    torch.mul(rounding_per_unit[:, None], XT.abs().amax(1).clamp(min=1), out=rounding[k:].view(hidden, fa))
+    two_s = s_all * 2
+    d1 = torch.sub(dL[0], dL[1]).div_(two_s)  # D(s)
+    d2 = torch.sub(dL[2], dL[3]).div_(two_s.mul_(2))  # D(2s)
+    err = torch.sub(d1, d2).abs_().div_(3).add_(rounding.div_(s_all))  # |D(s) - D(2s)| / 3 + rounding / s
+    grad = d1.mul_(4).sub_(d2).div_(3)  # (4 D(s) - D(2s)) / 3
     g_out, e_out = grad[:k].view(hidden + 1, -1), err[:k].view(hidden + 1, -1)
     g_hidden, e_hidden = grad[k:].view(hidden, fa), err[k:].view(hidden, fa)
     return {

@@ -312,6 +312,7 @@ def test_the_plugin_runs_the_logistic_assignment(pytester: pytest.Pytester) -> N
     result = pytester.runpytest_subprocess(
         "-p", "gradcheckers", f"--gradcheckers-submission={submission}",
         "--gradcheckers-assignment=logistic-regression", "--gradcheckers-examples=15", "-p", "no:cacheprovider",
+        "--gradcheckers-devices=cpu",  # the submission computes in numpy: CPU only
     )
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*w: passed (* examples)*", "*b: passed (* examples)*"])
