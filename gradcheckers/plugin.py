@@ -68,7 +68,7 @@ OPTIONS: dict[str, tuple[Any, Any, str]] = {
     EXAMPLES: (positive_int, DEFAULT_EXAMPLES, "Hypothesis examples per parameter (default: 100)"),
     SEED: (seed_value, "0", "seed of the case search: an integer, 'random', or 'last' (default: 0)"),
     DTYPES: (name_list(DTYPE_CHOICES), ("float64", "float32"), "dtypes to draw, comma-separated"),
-    DEVICES: (name_list(DEVICE_CHOICES), None, "devices to draw, comma-separated (default: cpu, or $GRADCHECKERS_DEVICES)"),
+    DEVICES: (name_list(DEVICE_CHOICES), None, "devices, comma-separated (default: cpu or $GRADCHECKERS_DEVICES)"),
     RTOL: (non_negative_float, None, "relative tolerance; replaces the derived policy, needs --gradcheckers-atol"),
     ATOL: (non_negative_float, None, "absolute tolerance; needs --gradcheckers-rtol"),
     TIMEOUT: (positive_float, DEFAULT_TIMEOUT, "seconds one call of a submitted function may take"),
