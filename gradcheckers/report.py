@@ -106,7 +106,8 @@ def _terminal_report(report: Report) -> str:
     for name, result in params.items():
         verdict = "PASS" if result["passed"] else f"FAIL ({result.get('reason')})"
         extra = f", {result['inconclusive']} inconclusive" if result.get("inconclusive") else ""
-        lines.append(f"  {name:<{width}}  {verdict:<22} {result.get('examples', 0)} examples{extra}")
+        count = result.get("examples", 0)
+        lines.append(f"  {name:<{width}}  {verdict:<22} {count} example{'' if count == 1 else 's'}{extra}")
     for name, result in params.items():
         if not result["passed"]:
             lines += ["", format_failure(name, result, reproduce_command(report, name))]
