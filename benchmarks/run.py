@@ -1,0 +1,56 @@
+"""Run the benchmarks and print their tables: ``python -m benchmarks.run [--quick] [--only NAME] [--threads N]``.
+
+NAME is one of ``fd`` (target 1), ``throughput`` (2), ``generic`` (3), ``gate`` (4 and 5). ``--quick`` takes
+about a minute: fewer repeats and sizes, peak memory only where cheap. The full run takes 8 to 11 minutes on
+a 2-core machine, most of it in gradcheck's slow mode and the per-element loops at P = 1e4, the detection
+trials and grading 300 submissions. Other processes on the machine slow the 2-thread figures most; compare
+with ``--threads 1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+BENCHMARKS = ("fd", "throughput", "generic", "gate")  # gate: targets 4 and 5 (benchmarks/end_to_end.py)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer sizes and repeats (a minute or two)")
+    parser.add_argument("--only", choices=BENCHMARKS, action="append", help="run only this one (repeatable)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
+    options = parser.parse_args(argv)
+
+    import torch
+
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    from benchmarks._harness import machine
+
+    chosen = options.only or list(BENCHMARKS)
+    started = time.perf_counter()
+    print(f"# gradcheckers benchmarks{' (quick)' if options.quick else ''}\n")
+    print(f"Machine: {machine()}.")
+    print("Times are medians over interleaved repeats; ratios are between figures of this run.")
+    if "fd" in chosen:
+        from benchmarks import finite_differences
+
+        finite_differences.run(quick=options.quick, threads=options.threads)
+    if "throughput" in chosen:
+        from benchmarks import throughput
+
+        throughput.run(quick=options.quick)
+    if "generic" in chosen:
+        from benchmarks import generic
+
+        generic.run(quick=options.quick, threads=options.threads)
+    if "gate" in chosen:
+        from benchmarks import end_to_end
+
+        end_to_end.run(quick=options.quick)
+    print(f"\nDone in {time.perf_counter() - started:.0f} s. Machine at the end: {machine()}.")
+
+
+if __name__ == "__main__":
+    main()
