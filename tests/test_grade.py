@@ -41,7 +41,7 @@ EXPECTED: dict[str, dict[str, str | None] | None] = {
     "grace": {"W1": "timeout", "b1": "timeout", "W2": None, "b2": None},
     "heidi": None,
 }
-OPTIONS = ["--jobs", "2", "--timeout", "1", "--examples", "10", "--weights", "W1=2,b1=1,W2=2,b2=1"]
+OPTIONS = ["--jobs", "2", "--timeout", "3", "--examples", "10", "--weights", "W1=2,b1=1,W2=2,b2=1"]
 
 
 def make_course(root: Path) -> Path:
