@@ -419,12 +419,17 @@ def gradcheckers_settings(request: pytest.FixtureRequest) -> CheckSettings:
 @pytest.fixture
 def gradcheckers_case(request: pytest.FixtureRequest, gradcheckers_settings: CheckSettings) -> Any:
     """One case drawn from the settings, the same for a given test and seed on every run."""
-    from gradcheckers.assignment import SIZE_NAMES, Case, Sizes
+    from gradcheckers.assignment import SIZE_NAMES, Case, Sizes, get_assignment
     from gradcheckers.strategies import DEFAULT_SIZE_BOUNDS, available_devices
 
     s = gradcheckers_settings
+    assignment = get_assignment(s.assignment)
     rng = random.Random(f"{s.seed}:{request.node.nodeid}")
     bounds = {**DEFAULT_SIZE_BOUNDS, **s.size_bounds}
+    for name, low in assignment.min_sizes.items():  # e.g. a softmax needs two classes
+        bounds[name] = (max(bounds[name][0], low), max(bounds[name][1], low))
+    for name, value in assignment.fixed_sizes.items():  # sizes the assignment does not use
+        bounds[name] = (value, value)
     sizes = Sizes(**{name: rng.randint(*bounds[name]) for name in SIZE_NAMES})
     devices = s.devices or available_devices()
     return Case(sizes, rng.choice(s.dtypes), rng.choice(devices), rng.randrange(2**32))

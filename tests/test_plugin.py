@@ -597,3 +597,22 @@ def test_no_summary_when_nothing_was_checked(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=1)
     result.stdout.no_fnmatch_line("*gradcheckers =*")
     result.stdout.no_fnmatch_line("score *")
+
+
+def test_the_case_fixture_respects_the_assignment_s_fixed_and_minimum_sizes(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.gradcheckers(assignment="softmax-classifier")
+        def test_softmax(gradcheckers_case, gradcheckers_references):
+            assert gradcheckers_case.sizes.n_output >= 2
+            assert set(gradcheckers_references.autograd) == {"W1", "b1", "W2", "b2"}
+
+        @pytest.mark.gradcheckers(assignment="logistic-regression")
+        def test_logistic(gradcheckers_case):
+            assert (gradcheckers_case.sizes.n_hidden, gradcheckers_case.sizes.n_output) == (1, 1)
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
