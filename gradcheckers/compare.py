@@ -120,15 +120,12 @@ def judge(
     agreement with autograd wherever autograd and finite differences agree with each other and ``kinked``
     (see :mod:`gradcheckers.kinks`) does not mark the element as near a kink.
     """
-    got = _shaped_gradient(parameter, value, shape, context, function)
-    if isinstance(got, Verdict):
-        return got
     conclusive = references_agree(autograd, finite_differences, fd_error, rounding)
     if kinked is not None:
         conclusive = conclusive & ~kinked
     allowed = allowed_error(autograd, rounding, dtype, tolerance)
-    return _verdict(parameter, got, autograd, finite_differences, fd_error, conclusive, allowed, dtype, context,
-                    function, kinked)
+    return judge_with_limits(parameter, value, shape, autograd, finite_differences, fd_error, conclusive, allowed,
+                             dtype, context, function, kinked)
 
 
 def judge_with_limits(

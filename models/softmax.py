@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.nn import functional
 
 from gradcheckers.assignment import Assignment, Sizes
-from models.two_layer import ACTIVATIONS
+from models.two_layer import ACTIVATIONS, backward_rounding
 
 __all__ = ["SOFTMAX_CLASSIFIER", "SOFTMAX_SIGMOID", "gradients", "loss", "make_assignment", "rounding_magnitudes"]
 
@@ -72,7 +72,7 @@ def rounding_magnitudes(
     largest one of the row (through the sum) and n_output + 2 roundings of the sum and the division; G = P -
     onehot adds |G|. The result does not depend on the order of any sum.
     """
-    n, f = X.shape
+    f = X.shape[1]
     h, o = W2.shape
     act = ACTIVATIONS[activation]
     H, Hs, S = scores(X, W1, b1, W2, b2, activation)
@@ -90,18 +90,7 @@ def rounding_magnitudes(
     d_P = P * (r + 2 * r.amax(1, keepdim=True) + o + 2)
     G_a = G.abs()
     d_G = d_P + G_a
-    dHs_a = G_a @ W2a.T
-    d_dHs = d_G @ W2a.T + (o + 1) * dHs_a
-    d_deriv = (2 * d_Hs + d_act * (2 * d_H + 4)) if act.smooth else torch.zeros_like(d_act)
-    d_dH = d_dHs * d_act + dHs_a * d_deriv
-    dH_a = dHs_a * d_act
-    Xa, Hs_a = X.abs(), Hs.abs()
-    return {
-        "W1": Xa.T @ d_dH + (n + 1) * (Xa.T @ dH_a),
-        "b1": d_dH.sum(0) + (n + 1) * dH_a.sum(0),
-        "W2": Hs_a.T @ d_G + d_Hs.T @ G_a + (n + 1) * (Hs_a.T @ G_a),
-        "b2": d_G.sum(0) + (n + 1) * G_a.sum(0),
-    }
+    return backward_rounding(X, Hs, W2a, G_a, d_G, d_H, d_Hs, d_act, act.smooth)
 
 
 # Step multipliers of the central differences: (+s, -s) for the estimate, (+2s, -2s) for its error.

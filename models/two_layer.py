@@ -173,8 +173,7 @@ def rounding_magnitudes(
     cancels when the fit is good; sigma(1 - sigma) cancels when sigma is near 1). The result does not depend
     on the order in which a formula sums, so it holds for einsum, loops and numpy alike.
     """
-    n, f = X.shape
-    o = W2.shape[1]
+    f = X.shape[1]
     act = ACTIVATIONS[activation]
     W2a = W2.abs()
     H = X @ W1 + b1
@@ -188,15 +187,30 @@ def rounding_magnitudes(
     if not act.smooth:  # relu is 1-Lipschitz: near its kink H's error moves Hs even where relu'(H) = 0
         d_Hs = d_H + 2 * Hs.abs()
     d_G = s * ((W2.shape[0] + 2) * (Y.abs() + Hs.abs() @ W2a + b2.abs()) + d_Hs @ W2a)
-    G_a = G.abs()
+    return backward_rounding(X, Hs, W2a, G.abs(), d_G, d_H, d_Hs, d_act, act.smooth)
+
+
+def backward_rounding(
+    X: Tensor,
+    Hs: Tensor,
+    W2a: Tensor,
+    G_a: Tensor,
+    d_G: Tensor,
+    d_H: Tensor,
+    d_Hs: Tensor,
+    d_act: Tensor,
+    smooth: bool,
+) -> dict[str, Tensor]:
+    """The backward half of the rounding analysis, shared by every head on this hidden layer (squared loss
+    here, softmax in ``models.softmax``): given |G| = |df/dY_pred| and its error d_G (units of u), the errors
+    of the four gradients. The analysis itself is described in :func:`rounding_magnitudes`."""
+    n, o = X.shape[0], W2a.shape[1]
     dHs_a = G_a @ W2a.T
     d_dHs = d_G @ W2a.T + (o + 1) * dHs_a
     # act'(H) is off by what H's error moves it (|d log act'/dH| <= 2 for sigmoid and tanh) and, written as
     # a * (1 - a) or 1 - a^2, by twice the error of a: near saturation that absolute error dominates.
-    if act.smooth:
-        d_deriv = 2 * d_Hs + d_act * (2 * d_H + 4)
-    else:
-        d_deriv = torch.zeros_like(d_act)  # relu' is exactly 0 or 1 away from the kink (kinks: see fd)
+    # relu' is exactly 0 or 1 away from the kink (near it, see gradcheckers.kinks).
+    d_deriv = 2 * d_Hs + d_act * (2 * d_H + 4) if smooth else torch.zeros_like(d_act)
     d_dH = d_dHs * d_act + dHs_a * d_deriv
     dH_a = dHs_a * d_act
     Xa, Hs_a = X.abs(), Hs.abs()
