@@ -58,8 +58,9 @@ def parameter_count(hidden: int) -> int:
 
 
 def case(hidden: int) -> dict[str, Tensor]:
+    from gradcheckers.models.two_layer import draw
+
     from gradcheckers.assignment import Sizes
-    from models.two_layer import draw
 
     return draw(Sizes(BATCH, N_FEATURE, hidden, N_OUTPUT), torch.Generator().manual_seed(0))
 
@@ -96,8 +97,9 @@ def element_loop(args: dict[str, Tensor], step: float = 1e-5) -> dict[str, Tenso
 
 def method(name: str, hidden: int, warm: bool = False) -> Callable[[], object]:
     """The zero-argument callable that runs ``name`` once at this width (also the memory factory)."""
+    from gradcheckers.models.two_layer import finite_differences
+
     from gradcheckers.references import finite_difference_gradients
-    from models.two_layer import finite_differences
 
     args = case(hidden)
     X, Y = args["X"], args["Y"]
@@ -130,8 +132,9 @@ def _gradcheck(args: dict[str, Tensor], fast: bool) -> bool:
 def accuracy(hidden: int) -> tuple[float, float, float, float]:
     """For ours and the generic path: max |fd - autograd| / max |autograd|, and the share of elements whose
     error is within its own estimate (the estimate is honest where this is 100%)."""
+    from gradcheckers.models.two_layer import finite_differences
+
     from gradcheckers.references import finite_difference_gradients
-    from models.two_layer import finite_differences
 
     args = case(hidden)
     ag = dict(zip(PARAMETERS, forward_backward(args)))

@@ -28,7 +28,8 @@ from benchmarks._harness import heading, table
 
 
 def _formulas() -> dict[str, Any]:
-    import models.two_layer as two_layer
+    import gradcheckers.models.two_layer as two_layer
+
     from gradcheckers import formulas_from_namespace
 
     return formulas_from_namespace(vars(two_layer), two_layer.PARAMETERS)
@@ -79,9 +80,10 @@ def hypothesis_only(formulas: dict[str, Any]) -> tuple[float, int]:
 
 def split(formulas: dict[str, Any]) -> tuple[float, int, dict[str, float]]:
     """One full check with every part timed in place."""
+    import gradcheckers.models.two_layer as two_layer
+
     import gradcheckers.property as prop
     import gradcheckers.references as references
-    import models.two_layer as two_layer
     from gradcheckers.assignment import Assignment
 
     totals: dict[str, float] = {}

@@ -124,12 +124,12 @@ class Assignment:
 
 
 _BUILTIN = {
-    "two-layer-sigmoid": "models.two_layer:SIGMOID",
-    "two-layer-tanh": "models.two_layer:TANH",
-    "two-layer-relu": "models.two_layer:RELU",
-    "two-layer-mse-mean": "models.two_layer:MSE_MEAN",
-    "softmax-classifier": "models.softmax:SOFTMAX_CLASSIFIER",
-    "logistic-regression": "models.logistic:LOGISTIC_REGRESSION",
+    "two-layer-sigmoid": "gradcheckers.models.two_layer:SIGMOID",
+    "two-layer-tanh": "gradcheckers.models.two_layer:TANH",
+    "two-layer-relu": "gradcheckers.models.two_layer:RELU",
+    "two-layer-mse-mean": "gradcheckers.models.two_layer:MSE_MEAN",
+    "softmax-classifier": "gradcheckers.models.softmax:SOFTMAX_CLASSIFIER",
+    "logistic-regression": "gradcheckers.models.logistic:LOGISTIC_REGRESSION",
 }
 DEFAULT_ASSIGNMENT = "two-layer-sigmoid"
 COMPLEX_STEP_SUFFIX = "+complex-step"

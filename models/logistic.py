@@ -16,11 +16,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
+from gradcheckers.models._oracles import finite_differences_with_loss_rounding
 from torch import Tensor
 from torch.nn import functional
 
 from gradcheckers.assignment import Assignment, Sizes
-from models._oracles import finite_differences_with_loss_rounding
 
 __all__ = ["LOGISTIC_REGRESSION", "gradients", "loss", "rounding_magnitudes"]
 

@@ -13,7 +13,7 @@ After every step the two runs' parameters are compared; correct formulas keep th
 (``agreement_tolerance``), wrong ones part ways or stop the run (a gradient of the wrong shape, an exception,
 non-finite values). The PNG shows the data, both fits and both loss curves.
 
-    python -m models.regression [--submission PATH] [--steps N] [--lr LR] [--dtype float32] [--out PNG]
+    python -m gradcheckers.models.regression [--submission PATH] [--steps N] [--lr LR] [--dtype float32] [--out PNG]
 
 Exit status: 0 the runs agree at every step, 1 they do not (or the analytic run failed), 2 bad options or a
 submission that cannot be loaded.
@@ -29,9 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from gradcheckers.models.two_layer import PARAMETERS, TwoLayerNet, gradients, math_from_module
 from torch import Tensor
-
-from models.two_layer import PARAMETERS, TwoLayerNet, gradients, math_from_module
 
 __all__ = [
     "GradientFn",
@@ -279,7 +278,7 @@ def plot(result: RegressionResult, path: str | Path) -> Path:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m models.regression",
+        prog="python -m gradcheckers.models.regression",
         description="Train the seed's regression with analytic gradients and with autograd; compare; plot.",
     )
     parser.add_argument("--submission", help="a student's .py/.ipynb (or a bundled example: correct, seed); "

@@ -20,11 +20,11 @@ import math
 from collections.abc import Mapping
 
 import torch
+from gradcheckers.models.two_layer import ACTIVATIONS, backward_rounding
 from torch import Tensor
 from torch.nn import functional
 
 from gradcheckers.assignment import Assignment, Sizes
-from models.two_layer import ACTIVATIONS, backward_rounding
 
 __all__ = ["SOFTMAX_CLASSIFIER", "SOFTMAX_SIGMOID", "gradients", "loss", "make_assignment", "rounding_magnitudes"]
 

@@ -15,10 +15,10 @@ import torch
 from formulas import Formulas
 from formulas.correct import VARIANTS
 from formulas.wrong import BY_NAME, CORRECT, MISTAKES, Mistake
+from gradcheckers.models import seed as seed_formulas
+from gradcheckers.models import two_layer
 
-import models.seed
 from gradcheckers import Case, Sizes, check_formulas, formulas_from_namespace
-from models import two_layer
 
 MAX_EXAMPLES = 100
 SEED = 0
@@ -79,7 +79,7 @@ def test_exp_sigma_prime_passes_at_realistic_scale() -> None:
 
 
 def test_the_seed_submission_fails_W1_b1_b2_and_passes_W2() -> None:
-    formulas = formulas_from_namespace(vars(models.seed), two_layer.PARAMETERS)
+    formulas = formulas_from_namespace(vars(seed_formulas), two_layer.PARAMETERS)
     result = check_formulas(formulas, max_examples=MAX_EXAMPLES, seed=SEED, dtypes=DTYPES)
 
     summary = {

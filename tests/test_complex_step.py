@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from gradcheckers.models import two_layer
 from hypothesis import given, settings
 from torch import Tensor
 
@@ -16,7 +17,6 @@ from gradcheckers.complex_step import complex_step_gradients, with_complex_step
 from gradcheckers.errors import InvalidArgument
 from gradcheckers.property import check_formulas
 from gradcheckers.references import compute_references
-from models import two_layer
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "gradcheckers" / "examples" / "assignments" / "template.py"
 U64 = 2.0**-53

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
+from gradcheckers.models import softmax, two_layer
 from torch import Tensor
 from torch.nn import functional
 
@@ -21,7 +22,6 @@ from gradcheckers.compare import judge
 from gradcheckers.kinks import kinked_elements, one_sided_kinks, pre_activation_kinks
 from gradcheckers.property import check_formulas
 from gradcheckers.references import compute_references
-from models import softmax, two_layer
 
 EXAMPLES = 150
 

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
-
-import models.seed
-from gradcheckers import Case, Sizes
-from models import two_layer
-from models.two_layer import (
+from gradcheckers.models import seed as seed_formulas
+from gradcheckers.models import two_layer
+from gradcheckers.models.two_layer import (
     PARAMETERS,
     TwoLayerNet,
     forward,
@@ -19,6 +16,9 @@ from models.two_layer import (
     parameter_shapes,
     state_dict_from_math,
 )
+from torch import nn
+
+from gradcheckers import Case, Sizes
 
 SIZES = [Sizes(1, 1, 1, 1), Sizes(1, 1, 20, 1), Sizes(2, 3, 4, 2), Sizes(7, 5, 3, 4), Sizes(40, 8, 32, 4)]
 
@@ -152,7 +152,7 @@ def test_the_correct_gradients_stay_finite_where_exp_overflows() -> None:
 # The seed's formulas: right at batch 1 (values, not shapes), wrong at batch 2
 
 
-SEED_FORMULAS = {name: getattr(models.seed, f"grad_{name}") for name in PARAMETERS}
+SEED_FORMULAS = {name: getattr(seed_formulas, f"grad_{name}") for name in PARAMETERS}
 
 
 @pytest.mark.parametrize("name", PARAMETERS)
@@ -196,5 +196,5 @@ def test_at_batch_2_the_seed_W2_is_still_right() -> None:
 
 @pytest.mark.parametrize(("dtype", "h"), [(torch.float32, 89.0), (torch.float64, 710.0)])
 def test_the_seed_sigma_prime_overflows_to_nan(dtype: torch.dtype, h: float) -> None:
-    assert torch.isnan(models.seed._sigmoid_prime(torch.tensor([h], dtype=dtype))).all()
+    assert torch.isnan(seed_formulas._sigmoid_prime(torch.tensor([h], dtype=dtype))).all()
     assert two_layer.ACTIVATIONS["sigmoid"].derivative(torch.tensor(h), torch.sigmoid(torch.tensor(h))) == 0

@@ -11,13 +11,13 @@ from collections.abc import Callable, Mapping
 import pytest
 import torch
 from formulas.wrong import BY_NAME
+from gradcheckers.models import seed as seed_formulas
+from gradcheckers.models import two_layer
+from gradcheckers.models.two_layer import PARAMETERS
 
-import models.seed
 from gradcheckers import Assignment, Case, ParameterResult, Sizes, check_formulas, formulas_from_namespace
-from models import two_layer
-from models.two_layer import PARAMETERS
 
-SEED_FORMULAS = formulas_from_namespace(vars(models.seed), PARAMETERS)
+SEED_FORMULAS = formulas_from_namespace(vars(seed_formulas), PARAMETERS)
 CORRECT = formulas_from_namespace(vars(two_layer), PARAMETERS)
 SEED_COUNTEREXAMPLES = {"W1": Case(Sizes(2, 1, 1, 1)), "b1": Case(Sizes(1, 1, 1, 1)), "b2": Case(Sizes(1, 1, 1, 1))}
 

@@ -7,13 +7,13 @@ from collections.abc import Callable
 
 import pytest
 import torch
+from gradcheckers.models import two_layer
+from gradcheckers.models.two_layer import PARAMETERS
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gradcheckers import Case, Sizes, autograd_gradients, compute_references, finite_difference_gradients
 from gradcheckers import strategies as gst
-from models import two_layer
-from models.two_layer import PARAMETERS
 
 
 def deterministic(max_examples: int) -> settings:

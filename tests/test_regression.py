@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from models import regression
-from models.two_layer import gradients
+from gradcheckers.models import regression
+from gradcheckers.models.two_layer import gradients
 
 pytest.importorskip("matplotlib")
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +64,7 @@ def test_a_gradient_of_the_wrong_shape_stops_the_analytic_run_with_the_reason() 
 
 def test_the_module_runs_end_to_end_and_saves_the_png(tmp_path: Path) -> None:
     out = tmp_path / "plots" / "regression.png"
-    done = subprocess.run([sys.executable, "-m", "models.regression", "--steps", "40", "--out", str(out)],
+    done = subprocess.run([sys.executable, "-m", "gradcheckers.models.regression", "--steps", "40", "--out", str(out)],
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
     assert out.is_file() and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

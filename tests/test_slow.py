@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 
 import pytest
+from gradcheckers.models import two_layer
+from gradcheckers.models.two_layer import PARAMETERS
 
 from gradcheckers import check_formulas, formulas_from_namespace
-from models import two_layer
-from models.two_layer import PARAMETERS
 
 pytestmark = pytest.mark.slow
 

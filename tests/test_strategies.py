@@ -7,12 +7,12 @@ from collections.abc import Callable
 
 import pytest
 import torch
+from gradcheckers.models import two_layer
 from hypothesis import find, given, settings
 from hypothesis import strategies as st
 
 from gradcheckers import Case, CheckSettings, InvalidArgument, Sizes, check_formulas
 from gradcheckers import strategies as gst
-from models import two_layer
 
 
 def deterministic(max_examples: int) -> settings:

@@ -13,10 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from gradcheckers.models import seed as seed_formulas
+from gradcheckers.models import two_layer
 from torch import Tensor
-
-import models.seed
-from models import two_layer
 
 from . import Formula, forward
 
@@ -208,7 +207,7 @@ MISTAKES: tuple[Mistake, ...] = (
     Mistake(
         "seed-W1-precedence",
         "the seed's dW1: -2 * X.T @ (...) * sigma'(H) multiplies by sigma'(H) after the product with X.T",
-        {"W1": models.seed.grad_W1},
+        {"W1": seed_formulas.grad_W1},
         "shape",
         # Right at batch 1. At batch 2 with one feature, (1, h) * (2, h) broadcasts to (2, h) against (1, h);
         # with n_feature == batch the shape is right by accident, with other widths the product raises.
