@@ -55,6 +55,8 @@ ARRAY_DTYPES = (
     "float64",
 )
 BLOCKED_PACKAGES = ("gradcheckers", "models")
+# What a numpy-mode worker does not have at all.
+NUMPY_ONLY_ABSENT = ("torch", "functorch", "torchgen")
 # The name the submission's module gets: not "__main__", so `if __name__ == "__main__":` blocks stay asleep.
 SUBMISSION_MODULE = "__submission__"
 # Exit status of a worker whose own code (not the submission's) failed; the parent reports it as a crash.
@@ -76,12 +78,19 @@ class ForbiddenCall(BaseException):
 # The fork server.
 
 
-def serve(control_fd: int, path: list[str]) -> None:
-    """Import the heavy modules, say "ready", then fork a worker for each request until the parent hangs up."""
+def serve(control_fd: int, path: list[str], mode: str = "torch") -> None:
+    """Import the heavy modules, say "ready", then fork a worker for each request until the parent hangs up.
+
+    ``mode`` is "torch" or "numpy"; a numpy server never imports torch, and its workers cannot read it.
+    """
     control = socket.socket(fileno=control_fd)
     sys.path[:] = path
     try:
-        _preload()
+        _preload(torch=mode == "torch")
+        from gradcheckers import confine
+
+        # Opened once here, inherited by every fork: a worker only turns these into its Landlock rules.
+        view = confine.RuntimeView.prepare(path, torch=mode == "torch")
     except BaseException as exc:  # tell the parent why, rather than dying silently
         _send_control(control, {"op": "error", "message": f"{type(exc).__name__}: {exc}"})
         raise
@@ -104,7 +113,7 @@ def serve(control_fd: int, path: list[str]) -> None:
                     continue
                 if pid == 0:
                     control.close()
-                    _worker_main(fds[0], request["config"], server_pid=server_pid)
+                    _worker_main(fds, request["config"], view, server_pid=server_pid)
                 for fd in fds:
                     os.close(fd)
                 children.add(pid)
@@ -113,18 +122,35 @@ def serve(control_fd: int, path: list[str]) -> None:
                 pid = int(request["pid"])
                 status = _reap(pid) if pid in children else None
                 children.discard(pid)
-                _send_control(control, {"op": "reaped", "pid": pid, **_describe_status(status)})
+                left = _survivors(pid, confine)
+                _send_control(control, {"op": "reaped", "pid": pid, "survivors": left, **_describe_status(status)})
     finally:
         for pid in children:
             _reap(pid)
+            _survivors(pid, confine)
 
 
-def _preload() -> None:
+def _survivors(pid: int, confine: Any) -> int:
+    """Verify that nothing runs as the worker's own user any more (killing what does): a worker has no way
+    to start processes, but should one layer have failed, no process it started outlives the check."""
+    ids = confine.worker_ids(pid)
+    return confine.survivors(ids[0]) if ids is not None else 0
+
+
+def _preload(*, torch: bool) -> None:
     # Everything a worker needs, imported once here so forks inherit it instead of paying for it per submission.
     import ctypes  # noqa: F401
+    import inspect  # noqa: F401
     import linecache  # noqa: F401
+    import traceback  # noqa: F401
 
     import numpy  # noqa: F401
+
+    if torch:
+        _preload_torch()
+
+
+def _preload_torch() -> None:
     import torch
     import torch.autograd.forward_ad
     import torch.autograd.functional
@@ -170,11 +196,14 @@ def _describe_status(status: int | None) -> dict[str, Any]:
 # The worker (a fork of the server).
 
 
-def _worker_main(data_fd: int, config: dict[str, Any], *, server_pid: int) -> NoReturn:
+def _worker_main(fds: list[int], config: dict[str, Any], view: Any, *, server_pid: int) -> NoReturn:
     status = INTERNAL_EXIT
     try:
-        _become_worker(config, server_pid)
-        status = _Worker(socket.socket(fileno=data_fd), config).run()
+        sock, alarm = socket.socket(fileno=fds[0]), fds[1]
+        isolation = _become_worker(config, server_pid, view)
+        # The record goes out before the submission's code arrives, so only our code wrote it.
+        _write_frame(sock, {"op": "confined", "isolation": isolation}, b"")
+        status = _Worker(sock, alarm, config).run()
     except BaseException:
         # Our own failure: leave the traceback in the captured output for whoever debugs the checker.
         try:
@@ -187,12 +216,15 @@ def _worker_main(data_fd: int, config: dict[str, Any], *, server_pid: int) -> No
     os._exit(status)
 
 
-def _become_worker(config: dict[str, Any], server_pid: int) -> None:
+def _become_worker(config: dict[str, Any], server_pid: int, view: Any) -> dict[str, str]:
+    """Limits, streams and confinement of a fresh fork; returns what each confinement layer achieved."""
     import ctypes
     import resource
     import signal
 
-    import torch
+    from gradcheckers import confine
+
+    torch = sys.modules.get("torch")
 
     # Our own session: the parent's Ctrl-C does not reach us, and the server's killpg reaches anything we start.
     os.setsid()
@@ -217,8 +249,9 @@ def _become_worker(config: dict[str, Any], server_pid: int) -> None:
     os.dup2(out, 2)
     os.close(out)
 
-    torch.set_num_threads(1)
-    if config["cuda"]:
+    if torch is not None:
+        torch.set_num_threads(1)
+    if config["cuda"] and torch is not None:
         # CUDA maps tens of GB of address space when it starts, so start it before the address-space limit.
         torch.cuda.init()
         torch.empty(1, device="cuda")
@@ -233,17 +266,31 @@ def _become_worker(config: dict[str, Any], server_pid: int) -> None:
     budget = mapped + limits["memory_mb"] * 2**20
     resource.setrlimit(resource.RLIMIT_AS, (budget, budget))
 
+    extra = [f"/dev/{name}" for name in os.listdir("/dev") if name.startswith("nvidia")] if config["cuda"] else []
+    isolation = confine.apply_all(view, config["workdir"], pid=os.getpid(), extra_write=extra)
+    if os.getppid() != server_pid:
+        os._exit(INTERNAL_EXIT)  # the server died while the ids changed, before the death signal was set again
+    isolation["torch"] = "present" if torch is not None else "absent"
+    return isolation
+
 
 class _Guards:
     """The refusals installed in a worker, and the record of which were triggered, and where."""
 
-    def __init__(self, filename: str) -> None:
+    def __init__(self, filename: str, alarm: int) -> None:
         self.filename = filename
         # (API, the submission's frames at the moment of the refusal): kept even if the submission swallows
         # the exception, and the frames say where even then.
         self.used: list[tuple[str, list[list[Any]]]] = []
+        # Every refusal is also told to the parent at once, on a channel of its own: a submission that empties
+        # `used` (it can reach it from any refusal's closure) cannot take back what was already sent.
+        self.alarm = alarm
 
     def record(self, api: str) -> NoReturn:
+        try:
+            os.write(self.alarm, api.encode()[:200])
+        except OSError:
+            pass  # full (the parent already knows) or closed (the parent treats that as tampering)
         frames, frame = [], sys._getframe(1)
         while frame is not None:
             if frame.f_code.co_filename == self.filename:
@@ -261,10 +308,12 @@ class _Guards:
         refuse.__name__ = refuse.__qualname__ = api.rpartition(".")[2]
         return refuse
 
-    def block_imports(self) -> None:
+    def block_imports(self, *, torch: bool) -> None:
         for name in [m for m in sys.modules if m.partition(".")[0] in BLOCKED_PACKAGES]:
             del sys.modules[name]
         sys.meta_path.insert(0, _ImportBlocker(self.record))
+        if not torch:
+            sys.meta_path.insert(0, _Absent(NUMPY_ONLY_ABSENT))
 
     def block_autograd(self) -> None:
         import importlib
@@ -291,21 +340,40 @@ class _Guards:
                 if hasattr(module, attribute):
                     setattr(module, attribute, self.refusal(f"{shown or module_name}.{attribute}"))
         torch.Tensor.backward = self.refusal("Tensor.backward")  # type: ignore[method-assign]
-        # Every backward pass, whichever API started it, ends in the engine's run_backward.
-        Variable._execution_engine = _EngineGuard(  # type: ignore[assignment]
+        # Every backward pass, whichever API started it, ends in the engine's run_backward; a new engine
+        # object would bypass the guarded one, and the C-level dual levels bypass forward_ad's names.
+        Variable._execution_engine = _engine_guard(  # type: ignore[assignment]
             Variable._execution_engine, self.refusal("the autograd engine (a backward pass)")
         )
+        torch._C._ImperativeEngine = self.refusal("torch._C._ImperativeEngine")  # type: ignore[attr-defined]
+        for name in ("_enter_dual_level", "_exit_dual_level"):
+            setattr(torch._C, name, self.refusal(f"torch._C.{name} (forward-mode AD)"))
+        for name in ("_make_dual", "_unpack_dual"):
+            setattr(torch, name, self.refusal(f"torch.{name} (forward-mode AD)"))
+        # No graph is recorded at all: with grad mode off, results have no grad_fn whose nodes could be called
+        # by hand. Turning it back on (enable_grad, set_grad_enabled(True)) is refused; turning it off is not.
+        set_grad_enabled, refuse = torch._C._set_grad_enabled, self.refusal("torch.enable_grad")
+
+        def set_grad(mode: bool) -> None:
+            if mode:
+                refuse()
+            set_grad_enabled(False)
+
+        set_grad_enabled(False)
+        torch._C._set_grad_enabled = set_grad  # type: ignore[assignment]
 
 
-class _EngineGuard:
-    """Stands in for torch's autograd engine: refuses backward passes, forwards everything else."""
+def _engine_guard(engine: object, refuse: Callable[..., NoReturn]) -> object:
+    """Stands in for torch's autograd engine: refuses backward passes, forwards everything else. The engine is
+    held in a closure, not an attribute, so that `guard._engine.run_backward` is not a way around it."""
 
-    def __init__(self, engine: object, refuse: Callable[..., NoReturn]) -> None:
-        self._engine = engine
-        self.run_backward = refuse
+    class EngineGuard:
+        run_backward = staticmethod(refuse)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._engine, name)
+        def __getattr__(self, name: str) -> Any:
+            return getattr(engine, name)
+
+    return EngineGuard()
 
 
 class _ImportBlocker:
@@ -320,15 +388,32 @@ class _ImportBlocker:
         return None
 
 
+class _Absent:
+    """A meta-path finder for numpy mode: torch does not exist (an ImportError, as for any missing package;
+    the filesystem view hides torch's files as well, so removing this finder does not bring it back)."""
+
+    def __init__(self, packages: tuple[str, ...]) -> None:
+        self._packages = packages
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> None:
+        if fullname.partition(".")[0] in self._packages:
+            raise ModuleNotFoundError(
+                f"No module named {fullname!r}: this assignment is checked in numpy mode (no torch, no autograd)",
+                name=fullname,
+            )
+        return None
+
+
 class _Worker:
-    def __init__(self, sock: socket.socket, config: dict[str, Any]) -> None:
+    def __init__(self, sock: socket.socket, alarm: int, config: dict[str, Any]) -> None:
         self.sock = sock
         self.filename: str = config["filename"]
-        self.guards = _Guards(self.filename)
-        self.guards.block_imports()
-        if not config["allow_autograd"]:
+        self.torch = "torch" in sys.modules
+        self.guards = _Guards(self.filename, alarm)
+        self.guards.block_imports(torch=self.torch)
+        if self.torch and not config["allow_autograd"]:
             self.guards.block_autograd()
-        else:
+        elif self.torch:
             # torch.func and forward-mode AD import torch._dynamo on first use (3-5 s): pay that here, under
             # the load timeout, rather than in the first call, where it would read as the submission's hang.
             try:
@@ -372,7 +457,6 @@ class _Worker:
 
     def call(self, header: Mapping[str, Any], payload: bytearray) -> tuple[dict[str, Any], Any]:
         import numpy as np
-        import torch
 
         function = self.namespace.get(header["function"])
         if function is None or not callable(function):
@@ -389,7 +473,7 @@ class _Worker:
             slices.append((offset, shape, dtype))
             offset += count * dtype.itemsize
         try:
-            tensors = [torch.from_numpy(a) if device == "cpu" else torch.from_numpy(a).to(device) for a in arrays]
+            tensors = _tensors(arrays, device) if self.torch else _numpy_arguments(arrays, device)
         except Exception as exc:
             return {"status": "bad-device", "message": _text(exc)}, b""
 
@@ -449,12 +533,24 @@ class _Worker:
         return frames[-20:]
 
 
-def _unchanged(tensor: torch.Tensor, payload: bytearray, offset: int, shape: tuple[int, ...], dtype: Any) -> bool:
+def _tensors(arrays: list[np.ndarray], device: str) -> list[torch.Tensor]:
+    import torch
+
+    return [torch.from_numpy(a) if device == "cpu" else torch.from_numpy(a).to(device) for a in arrays]
+
+
+def _numpy_arguments(arrays: list[np.ndarray], device: str) -> list[np.ndarray]:
+    if device != "cpu":
+        raise ValueError("numpy mode runs on the CPU only")
+    return arrays
+
+
+def _unchanged(tensor: Any, payload: bytearray, offset: int, shape: tuple[int, ...], dtype: Any) -> bool:
     """Whether an argument still holds exactly the bytes it was sent with (bitwise, so NaNs compare equal)."""
     import numpy as np
 
     try:
-        now = tensor.detach().cpu().contiguous().numpy()
+        now = tensor.detach().cpu().contiguous().numpy() if not isinstance(tensor, np.ndarray) else tensor
     except Exception:
         return False  # e.g. turned into a different kind of tensor in place
     if now.shape != shape or now.dtype != dtype:
@@ -464,9 +560,9 @@ def _unchanged(tensor: torch.Tensor, payload: bytearray, offset: int, shape: tup
 
 def _as_array(value: object) -> np.ndarray | None:
     import numpy as np
-    import torch
 
-    if isinstance(value, torch.Tensor):
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
         tensor = value.detach()
         if tensor.layout != torch.strided:
             tensor = tensor.to_dense()
@@ -485,9 +581,8 @@ def _as_array(value: object) -> np.ndarray | None:
 def _is_out_of_memory(exc: BaseException) -> bool:
     if isinstance(exc, MemoryError):
         return True
-    import torch
-
-    if isinstance(exc, torch.OutOfMemoryError):
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(exc, torch.OutOfMemoryError):
         return True
     text = _text(exc).lower()
     return isinstance(exc, RuntimeError) and any(
@@ -561,4 +656,4 @@ def _write_frame(sock: socket.socket, header: dict[str, Any], payload: Any) -> N
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]), json.loads(sys.argv[2]))
+    serve(int(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "torch")

@@ -31,11 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from gradcheckers import _worker
+from gradcheckers import _worker, confine
 from gradcheckers.errors import InvalidArgument, LoadError, SubmissionFailure
 from gradcheckers.submission import SubmissionSource, load_error
 
-__all__ = ["Limits", "Worker", "prestart"]
+__all__ = ["ISOLATION_LEVELS", "Limits", "Worker", "prestart"]
+
+ISOLATION_LEVELS = ("best", "strict")
 
 # Importing torch in a fresh interpreter takes seconds on a cold disk; this is only a guard against a server
 # that will never answer.
@@ -72,8 +74,12 @@ class Limits:
     cpu_seconds: int = 600  # CPU time of one worker process (RLIMIT_CPU)
     output_limit: int = 64 * 1024  # bytes of captured stdout+stderr kept; the rest is counted and dropped
     allow_autograd: bool = False
+    numpy: bool = False  # numpy mode: the worker has no torch at all (its fork server never imports it)
+    isolation: str = "best"  # "best": every confinement layer available; "strict": refuse when one is missing
 
     def __post_init__(self) -> None:
+        if self.isolation not in ISOLATION_LEVELS:
+            raise InvalidArgument(f"isolation={self.isolation!r}: expected one of {', '.join(ISOLATION_LEVELS)}")
         for name in ("call_timeout", "load_timeout", "memory_mb", "cpu_seconds", "output_limit"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
@@ -83,10 +89,14 @@ class Limits:
                 raise InvalidArgument(f"{name}={getattr(self, name)!r}: expected a positive integer")
 
 
-def prestart() -> None:
+def prestart(*, numpy: bool = False) -> None:
     """Start the fork server now, without waiting for it: its torch import (seconds) then overlaps with the
     caller's own imports instead of following them in the first :meth:`Worker.start`."""
-    _server()
+    _server(_mode(numpy))
+
+
+def _mode(numpy: bool) -> str:
+    return "numpy" if numpy else "torch"
 
 
 class Worker:
@@ -109,6 +119,7 @@ class Worker:
         self._closed = False
         self._cuda = False
         self._final_output: str | None = None
+        self._isolation: dict[str, str] = {}
 
     def __enter__(self) -> Worker:
         self.start()
@@ -121,6 +132,12 @@ class Worker:
     def defined(self) -> frozenset[str]:
         """Names of the top-level callables the submission defined (empty before :meth:`start`)."""
         return self._defined
+
+    @property
+    def isolation(self) -> dict[str, str]:
+        """What each confinement layer achieved in the latest worker (see ``confine.LAYERS``), as the worker's
+        own code reported it before the submission ran; empty before :meth:`start`."""
+        return dict(self._isolation)
 
     @property
     def pid(self) -> int | None:
@@ -149,6 +166,9 @@ class Worker:
             return
         if self._state.tmpdir is None:
             self._state.tmpdir = tempfile.mkdtemp(prefix="gradcheckers-worker-")
+            # Traversable, not readable: a worker running as its own user reaches its `work` directory by its
+            # absolute path (HOME, TMPDIR) and nothing else here (its output file is opened for it).
+            os.chmod(self._state.tmpdir, 0o711)
             os.mkdir(os.path.join(self._state.tmpdir, "work"))
         self._defined = self._spawn()
         self._started = True
@@ -194,7 +214,10 @@ class Worker:
         deadline = time.monotonic() + self._limits.call_timeout
         try:
             _send(child.sock, request, [a.reshape(-1).view(np.uint8).data for a in arrays], deadline)
-            reply, payload = _receive(child.sock, deadline, self._max_result_bytes)
+            reply, payload = _receive(child.sock, deadline, _max_result_bytes(arrays))
+            alarm = child.alarm()
+            if alarm is not None and reply.get("kind") != "forbidden":  # the record was emptied: say so anyway
+                raise SubmissionFailure("forbidden", f"{function}(): {_forbidden_message(alarm, '')}")
             return self._result(function, key, device, reply, payload)
         except _Timeout:
             self._kill()
@@ -226,10 +249,6 @@ class Worker:
 
     # --- internals -------------------------------------------------------------------------------------
 
-    @property
-    def _max_result_bytes(self) -> int:
-        return self._limits.memory_mb * 2**20 + 2**26
-
     def _spawn(self) -> frozenset[str]:
         """Fork a worker and load the submission in it; raises LoadError."""
         tmpdir = self._state.tmpdir
@@ -242,20 +261,27 @@ class Worker:
             "filename": self._source.filename,
             "cuda": self._cuda,
             "allow_autograd": self._limits.allow_autograd,
+            "numpy": self._limits.numpy,
             "limits": {
                 "memory_mb": self._limits.memory_mb,
                 "cpu_seconds": self._limits.cpu_seconds,
                 "file_bytes": _FILE_BYTES,
             },
         }
-        self._state.child = _fork(config)
-        sock = self._state.child.sock
+        self._state.child = child = _fork(config, _mode(self._limits.numpy))
+        sock = child.sock
         path = self._source.path
         deadline = time.monotonic() + self._limits.load_timeout
         try:
+            self._isolation = _isolation_record(_receive(sock, deadline, 0)[0])
+            self._enforce_isolation()
             _send(sock, {"op": "load"}, [self._source.code.encode("utf-8", "surrogatepass")], deadline)
             reply, _ = _receive(sock, deadline, 0)
             status = _field(reply, "status", str)
+            alarm = child.alarm()
+            if alarm is not None and reply.get("kind") != "forbidden":
+                self._kill()
+                raise load_error(f"{path}: {_forbidden_message(alarm, '')}", "forbidden")
             if status == "loaded":
                 names = _field(reply, "defined", list)
                 if not all(isinstance(name, str) for name in names):
@@ -283,6 +309,20 @@ class Worker:
             raise load_error(f"{path}: the worker sent a malformed reply while loading it ({exc})", "crash") from None
         self._kill()
         raise error
+
+    def _enforce_isolation(self) -> None:
+        """Under ``isolation="strict"``, refuse to run the submission in a worker missing any layer."""
+        if self._limits.isolation != "strict":
+            return
+        missing = [f"{layer} ({self._isolation.get(layer, 'not reported')})" for layer in confine.LAYERS
+                   if _unavailable(self._isolation.get(layer))]
+        if missing:
+            self._kill()
+            raise load_error(
+                f"--isolation strict: not grading {self._source.path}, because this machine cannot apply every "
+                f"confinement layer; missing: {'; '.join(missing)}",
+                "isolation",
+            )
 
     def _respawn(self) -> None:
         """Replace a worker lost to a crash or timeout (or started without CUDA); failing to load fails the call."""
@@ -428,10 +468,26 @@ class Worker:
 
 
 class _Child:
-    """One worker process: its id (the server's child, not ours) and our end of its socket."""
+    """One worker process: its id (the server's child, not ours), our end of its socket, and of its alarm
+    channel, on which the worker reports each refused call the moment it happens."""
 
-    def __init__(self, server: _ForkServer, pid: int, sock: socket.socket) -> None:
-        self.server, self.pid, self.sock = server, pid, sock
+    def __init__(self, server: _ForkServer, pid: int, sock: socket.socket, alarm: socket.socket) -> None:
+        self.server, self.pid, self.sock, self._alarm = server, pid, sock, alarm
+
+    def alarm(self) -> str | None:
+        """The first refused API the worker reported since the last look, or None; a closed channel (only a
+        submission closes it) counts as a refusal."""
+        first = None
+        while True:
+            try:
+                data = self._alarm.recv(256, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return first
+            except OSError:
+                data = b""
+            if not data:
+                return first or "closing the worker's refusal channel"
+            first = first or data.decode("utf-8", "replace")
 
     def kill(self) -> dict[str, Any]:
         """Stop the process (SIGKILL to its session) and say how it ended: {"signal": n} or {"exit": n}."""
@@ -441,6 +497,7 @@ class _Child:
             return {}  # the server took its workers with it
         finally:
             self.sock.close()
+            self._alarm.close()
 
 
 class _State:
@@ -484,6 +541,32 @@ def _death(what: str, facts: dict[str, Any], limits: Limits, advice: str) -> Sub
     else:
         how = "the worker process ended unexpectedly"
     return SubmissionFailure("error", f"{what}: {how}; {advice}")
+
+
+def _isolation_record(message: dict[str, Any]) -> dict[str, str]:
+    """The worker's first frame: what each confinement layer achieved, checked field by field."""
+    if message.get("op") != "confined":
+        raise _Garbled("no confinement record before loading")
+    record = _field(message, "isolation", dict)
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in record.items()) or len(record) > 32:
+        raise _Garbled("a malformed confinement record")
+    return {k[:40]: v[:200] for k, v in record.items()}
+
+
+def _unavailable(state: str | None) -> bool:
+    return state is None or state.startswith(("unavailable", "unchanged"))
+
+
+# Largest reply accepted, decided before a byte of it is allocated. A gradient has its parameter's shape, and
+# every parameter is one of the arguments, so a correct result is never larger than the largest argument; the
+# 64 MiB floor still lets the usual wrong shapes come back for a precise message (an outer product of two
+# arguments of the largest drawn case, (64, 8) and (8, 32) in float64, is 1 MiB), while a reply announcing
+# more is refused as malformed instead of being allocated (a 2 GiB announcement costs nothing).
+_REPLY_FLOOR = 64 * 2**20
+
+
+def _max_result_bytes(arrays: Sequence[np.ndarray]) -> int:
+    return max(_REPLY_FLOOR, 4 * sum(a.nbytes for a in arrays))
 
 
 def _forbidden_message(api: str, where: str) -> str:
@@ -660,14 +743,16 @@ class _ForkServer:
     never reused while we might still signal it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
         self.owner = os.getpid()
         self.lock = threading.Lock()
         self.home = tempfile.mkdtemp(prefix="gradcheckers-server-")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.control = ours
         path = [os.path.abspath(entry) for entry in sys.path]
-        command = [sys.executable, "-I", "-B", "-X", "utf8", _worker.__file__, str(theirs.fileno()), json.dumps(path)]
+        command = [sys.executable, "-I", "-B", "-X", "utf8", _worker.__file__, str(theirs.fileno()), json.dumps(path),
+                   mode]
         log_path = os.path.join(self.home, "server.log")
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen(
@@ -702,30 +787,35 @@ class _ForkServer:
     def alive(self) -> bool:
         return self.owner == os.getpid() and self.process.poll() is None
 
-    def fork(self, config: dict[str, Any]) -> tuple[int, socket.socket]:
+    def fork(self, config: dict[str, Any]) -> tuple[int, socket.socket, socket.socket]:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        alarm, their_alarm = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             with self.lock:
                 self.wait_ready()
                 try:
                     socket.send_fds(
-                        self.control, [json.dumps({"op": "fork", "config": config}).encode()], [theirs.fileno()]
+                        self.control,
+                        [json.dumps({"op": "fork", "config": config}).encode()],
+                        [theirs.fileno(), their_alarm.fileno()],
                     )
                 except OSError:
                     raise _ServerGone from None
                 reply = self._answer(_CONTROL_TIMEOUT)
         except BaseException:
             ours.close()
+            alarm.close()
             raise
         finally:
             theirs.close()
-        if reply.get("op") == "error":
-            ours.close()
-            raise load_error(f"could not start a worker process: {reply.get('message')}", "internal")
+            their_alarm.close()
         if reply.get("op") != "forked" or not isinstance(reply.get("pid"), int):
             ours.close()
+            alarm.close()
+            if reply.get("op") == "error":
+                raise load_error(f"could not start a worker process: {reply.get('message')}", "internal")
             raise _ServerGone
-        return reply["pid"], ours
+        return reply["pid"], ours, alarm
 
     def reap(self, pid: int) -> dict[str, Any]:
         with self.lock:
@@ -758,27 +848,28 @@ class _ForkServer:
         shutil.rmtree(self.home, ignore_errors=True)
 
 
-_server_instance: _ForkServer | None = None
+_servers: dict[str, _ForkServer] = {}
 _server_lock = threading.Lock()
 
 
-def _server() -> _ForkServer:
-    global _server_instance
+def _server(mode: str = "torch") -> _ForkServer:
+    """The fork server of a mode ("torch", or "numpy": one that never imports torch), started on demand."""
     with _server_lock:
-        if _server_instance is None or not _server_instance.alive():
-            if _server_instance is not None and _server_instance.owner == os.getpid():
-                _server_instance.close()
-            _server_instance = _ForkServer()
-        return _server_instance
+        server = _servers.get(mode)
+        if server is None or not server.alive():
+            if server is not None and server.owner == os.getpid():
+                server.close()
+            server = _servers[mode] = _ForkServer(mode)
+        return server
 
 
-def _fork(config: dict[str, Any]) -> _Child:
+def _fork(config: dict[str, Any], mode: str) -> _Child:
     """A new worker; a server that has died is replaced once."""
     for attempt in range(2):
-        server = _server()
+        server = _server(mode)
         try:
-            pid, sock = server.fork(config)
-            return _Child(server, pid, sock)
+            pid, sock, alarm = server.fork(config)
+            return _Child(server, pid, sock, alarm)
         except _ServerGone:
             with _server_lock:
                 server.process.kill()
@@ -788,17 +879,19 @@ def _fork(config: dict[str, Any]) -> _Child:
 
 
 def _shutdown_server() -> None:
-    global _server_instance
     with _server_lock:
-        server, _server_instance = _server_instance, None
-    if server is not None and server.owner == os.getpid():
-        server.close()
+        servers = list(_servers.values())
+        _servers.clear()
+    for server in servers:
+        if server.owner == os.getpid():
+            server.close()
 
 
 def _forget_server_after_fork() -> None:
     # A process forked from ours must not talk on our control socket; it starts its own server if it needs one.
-    global _server_instance, _server_lock
-    _server_instance, _server_lock = None, threading.Lock()
+    global _server_lock
+    _servers.clear()
+    _server_lock = threading.Lock()
 
 
 atexit.register(_shutdown_server)

@@ -15,6 +15,7 @@ import builtins
 import importlib.util
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,9 @@ __all__ = ["SubmissionSource", "load_error", "load_source", "resolve_submission"
 
 EXAMPLES = Path(__file__).with_name("examples")
 SUFFIXES = (".py", ".ipynb")
+# Largest submission read: a homework is kilobytes of code; 16 MiB still holds a notebook with embedded plots,
+# and the parent never holds more than that of a file a student controls.
+MAX_SOURCE_BYTES = 16 * 2**20
 
 
 def load_error(message: str, reason: str) -> LoadError:
@@ -95,15 +99,23 @@ def resolve_submission(spec: str) -> Path:
     )
 
 
-def load_source(path: str | os.PathLike[str], *, run_all_cells: bool = False) -> SubmissionSource:
-    """Read a ``.py`` or ``.ipynb`` submission and check that it compiles; raises LoadError when it cannot."""
+def load_source(
+    path: str | os.PathLike[str], *, run_all_cells: bool = False, root: str | os.PathLike[str] | None = None
+) -> SubmissionSource:
+    """Read a ``.py`` or ``.ipynb`` submission and check that it compiles; raises LoadError when it cannot.
+
+    Only a regular file is read, and a symbolic link only when it leads to a file inside ``root`` (default:
+    the folder the path names, e.g. the submissions folder), so a link to an instructor's solution or to
+    ``/etc/passwd`` is refused before a byte of it is read, and a FIFO or a device never blocks the grader.
+    """
     path = Path(path)
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise load_error(f"no such file: {path}", "not-found")
     if path.is_dir():
         raise load_error(f"{path} is a directory: expected a .py or .ipynb file", "not-found")
     if path.suffix not in SUFFIXES:
         raise load_error(f"expected a .py or .ipynb file, got {path.name}", "not-found")
+    check_regular_file(path, Path(root) if root is not None else path.parent)
     if path.suffix == ".py":
         source = SubmissionSource(path=path, code=_read_text(path), filename=str(path))
     else:
@@ -112,11 +124,35 @@ def load_source(path: str | os.PathLike[str], *, run_all_cells: bool = False) ->
     return source
 
 
+def check_regular_file(path: Path, root: Path) -> None:
+    """Refuse (LoadError "unreadable") anything but a regular file inside ``root``, before it is opened."""
+    try:
+        target = path.resolve(strict=True)
+        mode = os.stat(target).st_mode
+    except (OSError, RuntimeError):  # a dangling link, a loop of links
+        raise load_error(f"{path} is a link that leads nowhere: submit the file itself", "unreadable") from None
+    if path.is_symlink() and not target.is_relative_to(root.resolve()):
+        raise load_error(
+            f"{path} is a symbolic link leading outside {root}: submit the file itself, not a link to it",
+            "unreadable",
+        )
+    if not stat.S_ISREG(mode):
+        raise load_error(f"{path} is not a regular file (a FIFO, a socket or a device): submit a file", "unreadable")
+
+
 def _read_text(path: Path) -> str:
     try:
-        data = path.read_bytes()
+        # O_NONBLOCK: should the file have been swapped for a FIFO since the check, opening it cannot block;
+        # the fstat below then refuses it.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise load_error(f"{path} is not a regular file: submit a file", "unreadable")
+            data = handle.read(MAX_SOURCE_BYTES + 1)
     except OSError as exc:
         raise load_error(f"cannot read {path}: {exc.strerror or exc}", "unreadable") from None
+    if len(data) > MAX_SOURCE_BYTES:
+        raise load_error(f"{path} is larger than {MAX_SOURCE_BYTES // 2**20} MiB: submit only the code", "unreadable")
     try:
         # utf-8-sig: editors on Windows start files with a byte-order mark, which compile() rejects.
         return data.decode("utf-8-sig")
@@ -161,8 +197,9 @@ _MAGIC_LINE = re.compile(r"^\s*(?:[%!?]|[\w.,\s\[\]()*]+?\s*=\s*[%!]|[\w.\[\]()]
 def _notebook_source(path: Path, *, run_all_cells: bool) -> SubmissionSource:
     import nbformat
 
+    raw = _read_text(path)
     try:
-        notebook = nbformat.read(str(path), as_version=4)
+        notebook = nbformat.reads(raw, as_version=4)
         cells = [(cell.get("cell_type"), cell.get("source", "")) for cell in notebook.cells]
     except Exception as exc:  # nbformat raises many types (JSON, validation, version) for a malformed file
         raise load_error(f"{path} is not a readable Jupyter notebook: {exc}", "unreadable") from None

@@ -5,10 +5,10 @@ import stat
 
 
 def _sockets():
-    for name in os.listdir("/proc/self/fd"):
+    for fd in range(1024):  # not /proc/self/fd: a worker cannot read /proc
         try:
-            if stat.S_ISSOCK(os.fstat(int(name)).st_mode):
-                yield int(name)
+            if stat.S_ISSOCK(os.fstat(fd).st_mode):
+                yield fd
         except OSError:
             pass
 
