@@ -200,9 +200,9 @@ def _worker_main(fds: list[int], config: dict[str, Any], view: Any, *, server_pi
     status = INTERNAL_EXIT
     try:
         sock, alarm = socket.socket(fileno=fds[0]), fds[1]
-        isolation = _become_worker(config, server_pid, view)
+        isolation, seconds = _become_worker(config, server_pid, view)
         # The record goes out before the submission's code arrives, so only our code wrote it.
-        _write_frame(sock, {"op": "confined", "isolation": isolation}, b"")
+        _write_frame(sock, {"op": "confined", "isolation": isolation, "seconds": seconds}, b"")
         status = _Worker(sock, alarm, config).run()
     except BaseException:
         # Our own failure: leave the traceback in the captured output for whoever debugs the checker.
@@ -216,11 +216,13 @@ def _worker_main(fds: list[int], config: dict[str, Any], view: Any, *, server_pi
     os._exit(status)
 
 
-def _become_worker(config: dict[str, Any], server_pid: int, view: Any) -> dict[str, str]:
-    """Limits, streams and confinement of a fresh fork; returns what each confinement layer achieved."""
+def _become_worker(config: dict[str, Any], server_pid: int, view: Any) -> tuple[dict[str, str], float]:
+    """Limits, streams and confinement of a fresh fork; returns what each confinement layer achieved, and the
+    seconds confinement took."""
     import ctypes
     import resource
     import signal
+    import time
 
     from gradcheckers import confine
 
@@ -267,11 +269,13 @@ def _become_worker(config: dict[str, Any], server_pid: int, view: Any) -> dict[s
     resource.setrlimit(resource.RLIMIT_AS, (budget, budget))
 
     extra = [f"/dev/{name}" for name in os.listdir("/dev") if name.startswith("nvidia")] if config["cuda"] else []
+    started = time.perf_counter()
     isolation = confine.apply_all(view, config["workdir"], pid=os.getpid(), extra_write=extra)
+    seconds = time.perf_counter() - started
     if os.getppid() != server_pid:
         os._exit(INTERNAL_EXIT)  # the server died while the ids changed, before the death signal was set again
     isolation["torch"] = "present" if torch is not None else "absent"
-    return isolation
+    return isolation, seconds
 
 
 class _Guards:

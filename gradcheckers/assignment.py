@@ -90,6 +90,7 @@ class Assignment:
       function (relu's pre-activations, say) as one tensor, a kink where an entry is 0. Gradient elements
       that depend on an entry within rounding or finite-difference reach of 0 are inconclusive
       (:mod:`gradcheckers.kinks`).
+    - ``numpy_only``: submissions are checked in numpy mode, in a worker that has no torch at all.
     """
 
     name: str
@@ -108,6 +109,7 @@ class Assignment:
     fixed_sizes: Mapping[str, int] = field(default_factory=dict)
     kinks: Callable[[TensorMap], Tensor] | None = None
     min_sizes: Mapping[str, int] = field(default_factory=dict)
+    numpy_only: bool = False  # submissions run in numpy mode: a worker without torch (see Limits.numpy)
 
     @property
     def arguments(self) -> tuple[str, ...]:

@@ -24,6 +24,8 @@ from gradcheckers.options import (
 
 __all__ = ["main"]
 
+ISOLATION_LEVELS = ("best", "strict")  # as gradcheckers.sandbox.ISOLATION_LEVELS, without importing it
+
 
 def _add_check_options(parser: argparse.ArgumentParser) -> None:
     """The options shared by check and grade; they mirror the plugin's --gradcheckers-* options."""
@@ -46,6 +48,11 @@ def _add_check_options(parser: argparse.ArgumentParser) -> None:
     limits.add_argument("--memory-mb", type=positive_int, default=2048, help="memory the submission may allocate")
     limits.add_argument("--cpu-seconds", type=positive_int, default=600, help="CPU time of the worker process")
     limits.add_argument("--allow-autograd", action="store_true", help="let submitted functions call autograd")
+    limits.add_argument("--numpy", action="store_true",
+                        help="numpy mode: the submission runs without torch (no autograd exists for it)")
+    limits.add_argument("--isolation", choices=ISOLATION_LEVELS, default="best",
+                        help="best: every confinement layer this machine offers (the default); strict: refuse "
+                             "to grade when one is unavailable")
     limits.add_argument("--run-all-cells", action="store_true",
                         help="run every notebook cell (default: only imports, definitions and constants)")
     reports = parser.add_argument_group("reports")
@@ -116,6 +123,8 @@ def _limits(args: argparse.Namespace) -> Any:
         memory_mb=args.memory_mb,
         cpu_seconds=args.cpu_seconds,
         allow_autograd=args.allow_autograd,
+        numpy=args.numpy,
+        isolation=args.isolation,
     )
 
 
@@ -145,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except LoadError:
             pass
         else:
-            prestart()  # the worker's fork server imports torch while this process does the same
+            prestart(numpy=args.numpy)  # the worker's fork server imports torch while this process does too
 
     try:
         settings, limits = _settings(args), _limits(args)
@@ -168,8 +177,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _check(args: argparse.Namespace, settings: Any, limits: Any) -> int:
     from gradcheckers import report as writers
-    from gradcheckers.session import SubmissionSession
+    from gradcheckers.session import SubmissionReport, SubmissionSession
 
+    # Fail closed: before the submission runs, every requested report says "not graded" (score 0); only the
+    # final verdict replaces it (atomically), so a grader that is killed, interrupted or crashes in between
+    # leaves a zero, never a stale or forged score.
+    placeholder = SubmissionReport(
+        args.submission, settings.assignment, settings, load_reason=writers.NOT_GRADED,
+        load_error="not graded: the check did not finish (the grader was stopped or failed before its verdict)",
+    )
+    _write_reports(args, _scored(args, placeholder, settings), writers, summary=False)
     with SubmissionSession(args.submission, settings, limits, run_all_cells=args.run_all_cells) as session:
         try:
             session.load()
@@ -179,29 +196,44 @@ def _check(args: argparse.Namespace, settings: Any, limits: Any) -> int:
             for parameter in args.parameter or session.assignment.parameters:
                 session.check(parameter)
     result = session.report
-    data = result.to_json()
+    data = _scored(args, result, settings)
+    _write_reports(args, data, writers, summary=True)
+    if args.quiet:
+        verdict = "cannot check" if result.load_error else ("PASS" if result.passed else "FAIL")
+        print(writers.terminal_safe(f"{args.submission}: {verdict} ({data['score']:g}/{data['max_score']:g})"))
+    else:
+        print(writers.terminal_report(data))
+    sys.stdout.flush()
+    return result.exit_code
+
+
+def _scored(args: argparse.Namespace, result: Any, settings: Any) -> dict[str, Any]:
+    """The JSON report, scored with ``--weights`` when given."""
+    from gradcheckers.assignment import get_assignment
+
+    data: dict[str, Any] = result.to_json()
     if args.weights:
         data["score"] = result.score(args.weights)
-        data["max_score"] = float(sum(args.weights.get(p, 1.0) for p in session.assignment.parameters))
+        parameters = get_assignment(settings.assignment).parameters
+        data["max_score"] = float(sum(args.weights.get(p, 1.0) for p in parameters))
+    return data
+
+
+def _write_reports(args: argparse.Namespace, data: dict[str, Any], writers: Any, *, summary: bool) -> None:
+    """Every report file asked for, each replaced atomically; ``summary``: also $GITHUB_STEP_SUMMARY, which is
+    appended to and so gets the final verdict only."""
     if args.json:
         writers.write_json(args.json, data)
-    if args.markdown or os.environ.get("GITHUB_STEP_SUMMARY"):
+    if args.markdown or (summary and os.environ.get("GITHUB_STEP_SUMMARY")):
         text = writers.markdown_summary(data)
         if args.markdown:
             writers.write_text(args.markdown, text)
-        if os.environ.get("GITHUB_STEP_SUMMARY"):
+        if summary and os.environ.get("GITHUB_STEP_SUMMARY"):
             writers.write_text(os.environ["GITHUB_STEP_SUMMARY"], text, append=True)
     if args.gradescope:
         writers.write_json(args.gradescope, writers.gradescope_results(data, args.weights))
     if args.junit:
         writers.write_text(args.junit, writers.junit_xml([data]))
-    if args.quiet:
-        verdict = "cannot check" if result.load_error else ("PASS" if result.passed else "FAIL")
-        print(f"{args.submission}: {verdict} ({data['score']:g}/{data['max_score']:g})")
-    else:
-        print(writers.terminal_report(data))
-    sys.stdout.flush()
-    return result.exit_code
 
 
 def run() -> None:

@@ -99,7 +99,7 @@ class _Progress:
         if self.tty:
             filled = int(30 * self.done / max(self.total, 1))
             sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} "
-                             f"({rate:.0f}/min) {data['student'][:30]:30}")
+                             f"({rate:.0f}/min) {writers.terminal_safe(data['student'][:30]):30}")
             if self.done == self.total:
                 sys.stderr.write("\n")
         elif self.done == self.total or elapsed - self.last_line >= 10 or self.done % 25 == 0:
@@ -177,7 +177,7 @@ def grade_directory(args: argparse.Namespace, settings: Any, limits: Any) -> int
     for student, data in results.items():
         params = data.get("parameters", {})
         cells = " ".join(f"{('ok' if params[p]['passed'] else 'FAIL') if p in params else '-':>4}" for p in parameters)
-        print(f"{student[:30]:30} {cells}  {data.get('score', 0):g}/{max_total:g}"
+        print(f"{writers.terminal_safe(student[:30]):30} {cells}  {data.get('score', 0):g}/{max_total:g}"
               + ("  (cannot check)" if data.get("load_error") else ""))
     print(f"\n{len(results)} submissions in {elapsed:.1f}s ({len(results) / elapsed * 60:.0f}/min) with "
           f"{args.jobs} job(s): {passed} passed, {len(results) - passed - unchecked} failed, {unchecked} could "

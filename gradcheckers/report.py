@@ -6,10 +6,13 @@ form from test reports), so the command line, the plugin and a grader's own tool
 
 from __future__ import annotations
 
+import contextlib
+import html
 import json
 import os
 import re
 import shlex
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,12 +20,15 @@ from xml.etree import ElementTree as ET
 
 __all__ = [
     "MARKDOWN_LIMIT",
+    "NOT_GRADED",
     "format_failure",
     "gradescope_results",
     "junit_xml",
     "markdown_summary",
     "reproduce_command",
+    "isolation_line",
     "terminal_report",
+    "terminal_safe",
     "write_json",
     "write_text",
 ]
@@ -91,13 +97,39 @@ def format_failure(parameter: str, result: Mapping[str, Any], reproduce: str | N
     return "\n".join(line for line in lines if line)
 
 
+# The reason a report carries while its submission is being checked: written before the check starts and
+# replaced only by the final verdict, so a grader stopped in between leaves a zero, never a stale score.
+NOT_GRADED = "not-graded"
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with every control character but newline and tab shown as ``\\xNN`` (safe on a terminal)."""
+    return _TERMINAL_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def terminal_report(report: Report) -> str:
     """A readable plain-text report of one submission, safe to print: control characters are escaped."""
-    return _TERMINAL_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", _terminal_report(report))
+    return terminal_safe(_terminal_report(report))
+
+
+def isolation_line(record: Mapping[str, str] | None) -> str:
+    """One line on the confinement a submission ran under: the layers in force, and those missing, with why."""
+    if not record:
+        return "isolation: no worker was started"
+    layers = ("user", "no_new_privs", "filesystem", "network", "signals", "processes")
+    missing = [f"{k} ({record.get(k, 'not reported')})" for k in layers
+               if str(record.get(k, "unavailable")).startswith(("unavailable", "unchanged"))]
+    held = [k for k in layers if k in record and not any(m.startswith(k + " ") for m in missing)]
+    line = f"isolation: {', '.join(held) or 'no layer'} in force"
+    if record.get("torch") == "absent":
+        line += " (numpy mode: no torch)"
+    return line + (f"; missing: {'; '.join(missing)}" if missing else "")
 
 
 def _terminal_report(report: Report) -> str:
     lines = [f"gradcheckers: {report.get('submission')} ({report.get('assignment')}, seed {report.get('seed')})"]
+    if report.get("isolation"):
+        lines.append(isolation_line(report["isolation"]))
     if report.get("load_error"):
         lines.append(f"cannot check the submission: {report['load_error']}")
         return "\n".join(lines)
@@ -128,9 +160,9 @@ def _excerpt(text: str, limit: int = OUTPUT_EXCERPT) -> str:
 def markdown_summary(report: Report) -> str:
     """A Markdown summary (for ``$GITHUB_STEP_SUMMARY`` or a pull-request comment), under MARKDOWN_LIMIT."""
     mark = "✅" if report.get("passed") else "❌"
-    lines = [f"## {mark} gradcheckers: `{report.get('submission')}`", ""]
+    lines = [f"## {mark} gradcheckers: {_md_inline(str(report.get('submission')))}", ""]
     if report.get("load_error"):
-        lines += ["**Cannot check the submission:**", "", "```", str(report["load_error"]), "```"]
+        lines += ["**Cannot check the submission:**", "", *_md_block(str(report["load_error"]))]
         return _cap("\n".join(lines))
     lines += ["| parameter | verdict | examples | smallest failing case |", "| --- | --- | --- | --- |"]
     params: Mapping[str, Mapping[str, Any]] = report.get("parameters", {})
@@ -142,9 +174,26 @@ def markdown_summary(report: Report) -> str:
                   f"seed {report.get('seed')}"]
     for name, result in params.items():
         if not result["passed"]:
-            lines += ["", f"<details><summary><code>{name}</code>: {result.get('reason')}</summary>", "", "```",
-                      format_failure(name, result, reproduce_command(report, name)), "```", "</details>"]
+            summary = f"<code>{html.escape(name)}</code>: {html.escape(str(result.get('reason')))}"
+            lines += ["", f"<details><summary>{summary}</summary>", "",
+                      *_md_block(format_failure(name, result, reproduce_command(report, name))), "</details>"]
     return _cap("\n".join(lines) + "\n")
+
+
+def _md_block(text: str) -> list[str]:
+    """A fenced code block that ``text`` cannot close: CommonMark closes a fence only with a run of backticks
+    at least as long as the opening one, so the fence is one longer than the longest run in the text."""
+    longest = max((len(run) for run in re.findall("`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [fence, terminal_safe(text), fence]
+
+
+def _md_inline(text: str) -> str:
+    """``text`` as one inline code span on one line: no newline can start a heading, no backtick end the span."""
+    flat = " ".join(terminal_safe(text).split())
+    longest = max((len(run) for run in re.findall("`+", flat)), default=0)
+    ticks = "`" * (longest + 1)
+    return f"{ticks} {flat} {ticks}" if longest else f"`{flat}`"
 
 
 def _cap(text: str, limit: int = MARKDOWN_LIMIT) -> str:
@@ -161,7 +210,8 @@ def gradescope_results(report: Report, weights: Mapping[str, float] | None = Non
     if report.get("load_error"):
         return {
             "score": 0.0,
-            "output": f"Your submission could not be checked: {report['load_error']}",
+            "output": terminal_safe(f"Your submission could not be checked: {report['load_error']}"),
+            "output_format": "text",
             "visibility": "visible",
             "stdout_visibility": "hidden",
             "tests": [],
@@ -169,7 +219,8 @@ def gradescope_results(report: Report, weights: Mapping[str, float] | None = Non
     tests: list[dict[str, Any]] = []
     for name, result in params.items():
         weight = float(weights.get(name, 1.0))
-        output = "All checks passed." if result["passed"] else format_failure(name, result)
+        # Plain text, never HTML or Markdown (Gradescope renders those): the message quotes the submission.
+        output = "All checks passed." if result["passed"] else terminal_safe(format_failure(name, result))
         tests.append({
             "name": f"gradient of {name}",
             "number": str(len(tests) + 1),
@@ -177,10 +228,13 @@ def gradescope_results(report: Report, weights: Mapping[str, float] | None = Non
             "max_score": weight,
             "status": "passed" if result["passed"] else "failed",
             "output": output,
+            "output_format": "text",
             "visibility": "visible",
         })
     return {
         "score": float(sum(t["score"] for t in tests)),
+        "output_format": "text",
+        "test_output_format": "text",
         "visibility": "visible",
         "stdout_visibility": "hidden",
         "tests": tests,
@@ -218,10 +272,26 @@ def _xml_text(text: str) -> str:
 
 
 def write_text(path: str | os.PathLike[str], text: str, *, append: bool = False) -> None:
+    """Write ``text`` to ``path``: atomically (a temporary file in the same folder, then a rename), so a reader
+    sees the old report or the new one, never half of one; with ``append``, added at the end in place."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("a" if append else "w", encoding="utf-8", errors="replace") as handle:
-        handle.write(text)
+    if append:
+        with target.open("a", encoding="utf-8", errors="replace") as handle:
+            handle.write(text)
+        return
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", errors="replace") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 def write_json(path: str | os.PathLike[str], data: Any) -> None:

@@ -120,6 +120,7 @@ class Worker:
         self._cuda = False
         self._final_output: str | None = None
         self._isolation: dict[str, str] = {}
+        self.isolation_seconds = math.nan  # how long the latest worker took to confine itself (as it says)
 
     def __enter__(self) -> Worker:
         self.start()
@@ -273,7 +274,10 @@ class Worker:
         path = self._source.path
         deadline = time.monotonic() + self._limits.load_timeout
         try:
-            self._isolation = _isolation_record(_receive(sock, deadline, 0)[0])
+            confined = _receive(sock, deadline, 0)[0]
+            self._isolation = _isolation_record(confined)
+            seconds = confined.get("seconds")
+            self.isolation_seconds = float(seconds) if isinstance(seconds, (int, float)) else math.nan
             self._enforce_isolation()
             _send(sock, {"op": "load"}, [self._source.code.encode("utf-8", "surrogatepass")], deadline)
             reply, _ = _receive(sock, deadline, 0)

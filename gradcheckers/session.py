@@ -6,6 +6,7 @@ through :class:`SubmissionSession`, so a submission gets the same verdict from e
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ class SubmissionReport:
     load_reason: str | None = None
     output: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    # What each confinement layer achieved in the worker (see gradcheckers.confine), empty if none started.
+    isolation: dict[str, str] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -77,6 +80,7 @@ class SubmissionReport:
             "parameters": {name: r.to_json() for name, r in self.parameters.items()},
             "output": self.output,
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "isolation": dict(self.isolation),
         })
 
     def score(self, weights: dict[str, float] | None = None) -> float:
@@ -111,6 +115,8 @@ class SubmissionSession:
         self.limits = limits or Limits()
         self.run_all_cells = run_all_cells
         self.assignment = get_assignment(self.settings.assignment)
+        if self.assignment.numpy_only and not self.limits.numpy:
+            self.limits = dataclasses.replace(self.limits, numpy=True)
         self.report = SubmissionReport(spec, self.assignment.name, self.settings)
         self._worker: Worker | None = None
         self._cache = _ReferenceCache(self.assignment)
@@ -128,13 +134,18 @@ class SubmissionSession:
         try:
             source = load_source(resolve_submission(self.spec), run_all_cells=self.run_all_cells)
             worker = Worker(source, self.limits)
-            worker.start()
+            try:
+                worker.start()
+            finally:
+                self.report.isolation = worker.isolation
         except LoadError as error:
             self.report.load_error = str(error)
             self.report.load_reason = error.reason
             raise
         self._worker = worker
         self.report.timings["worker_start"] = time.perf_counter() - started
+        if worker.isolation_seconds == worker.isolation_seconds:  # not NaN
+            self.report.timings["isolation"] = worker.isolation_seconds
 
     def close(self) -> None:
         if self._worker is not None:

@@ -284,3 +284,44 @@ def test_a_grader_killed_mid_check_leaves_a_zero(tmp_path: Path) -> None:
     assert json.loads(results.read_text())["score"] == 0.0
     data = json.loads(report.read_text())
     assert data["passed"] is False and data["load_reason"] == "not-graded"
+
+
+# --- output injection -------------------------------------------------------------------------------------------
+
+
+def _report_with_message(message: str) -> dict[str, object]:
+    failed = {"passed": False, "examples": 1, "inconclusive": 0, "reason": "error", "message": message,
+              "counterexample": None, "worst": None, "diagnosis": None}
+    return {"submission": "evil`name\n# Score 4/4.py", "assignment": "two-layer-sigmoid", "passed": False,
+            "seed": 0, "settings": {}, "load_error": None, "score": 0.0, "max_score": 4.0,
+            "parameters": {"W1": failed}, "output": "", "isolation": {}}
+
+
+def test_a_message_cannot_close_the_markdown_fence_and_forge_a_score() -> None:
+    from gradcheckers import report as writers
+
+    text = writers.markdown_summary(_report_with_message("boom\n```\n## Score: **4 / 4** ✅\n```\n<script>x</script>"))
+    lines = text.splitlines()
+    fake = lines.index("## Score: **4 / 4** ✅")
+    # The block opens with a fence longer than any backtick run in the message, so the message's own ``` lines
+    # stay inside it, and the fake heading with them.
+    opening = max(i for i in range(fake) if set(lines[i]) == {"`"} and len(lines[i]) > 3)
+    assert not any(set(line) == {"`"} and len(line) >= len(lines[opening]) for line in lines[opening + 1 : fake])
+    heading = lines[0]
+    assert heading.startswith("## ❌ gradcheckers: ") and "\n" not in heading and "# Score" in heading
+    assert heading.count("``") == 2  # the name, backtick and all, inside one code span
+
+
+def test_gradescope_shows_submission_text_as_plain_text() -> None:
+    from gradcheckers import report as writers
+
+    results = writers.gradescope_results(_report_with_message("<img src=x onerror=alert(1)>\x1b[2J"))
+    assert results["output_format"] == results["test_output_format"] == "text"
+    assert all(test["output_format"] == "text" for test in results["tests"])
+    assert "\x1b" not in json.dumps(results["tests"][0]["output"], ensure_ascii=False)
+
+
+def test_a_file_name_with_escape_sequences_reaches_no_terminal_raw() -> None:
+    from gradcheckers import report as writers
+
+    assert writers.terminal_safe("alice\x1b]0;owned\x07.py") == "alice\\x1b]0;owned\\x07.py"
