@@ -349,7 +349,7 @@ class _Guards:
         Variable._execution_engine = _engine_guard(  # type: ignore[assignment]
             Variable._execution_engine, self.refusal("the autograd engine (a backward pass)")
         )
-        torch._C._ImperativeEngine = self.refusal("torch._C._ImperativeEngine")  # type: ignore[attr-defined]
+        setattr(torch._C, "_ImperativeEngine", self.refusal("torch._C._ImperativeEngine"))  # noqa: B010
         for name in ("_enter_dual_level", "_exit_dual_level"):
             setattr(torch._C, name, self.refusal(f"torch._C.{name} (forward-mode AD)"))
         for name in ("_make_dual", "_unpack_dual"):

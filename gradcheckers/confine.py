@@ -155,7 +155,7 @@ class RuntimeView:
                 rules.append((os.open(target, os.O_PATH | os.O_CLOEXEC), rights))
             except OSError:
                 continue
-        blocked = [d for d in _library_directories(path) + [sys.executable] if not _traversable(d)]
+        blocked = [d for d in [*_library_directories(path), sys.executable] if not _traversable(d)]
         return cls(rules, torch, blocked[0] if blocked else None)
 
     def close(self) -> None:

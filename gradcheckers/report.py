@@ -23,10 +23,10 @@ __all__ = [
     "NOT_GRADED",
     "format_failure",
     "gradescope_results",
+    "isolation_line",
     "junit_xml",
     "markdown_summary",
     "reproduce_command",
-    "isolation_line",
     "terminal_report",
     "terminal_safe",
     "write_json",
@@ -280,9 +280,9 @@ def write_text(path: str | os.PathLike[str], text: str, *, append: bool = False)
         with target.open("a", encoding="utf-8", errors="replace") as handle:
             handle.write(text)
         return
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8", errors="replace") as file:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as file:
             file.write(text)
             file.flush()
             os.fsync(file.fileno())
