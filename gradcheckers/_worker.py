@@ -408,6 +408,33 @@ class _Absent:
         return None
 
 
+class _Siblings:
+    """A meta-path finder serving the submission's sibling modules from memory (the worker cannot read its
+    folder): ``import helpers`` finds the source the parent sent, compiled under the file's own name."""
+
+    def __init__(self, sources: dict[str, str], folder: str) -> None:
+        self._sources, self._folder = sources, folder
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> Any:
+        import importlib.util
+
+        if fullname not in self._sources:
+            return None
+        origin = os.path.join(self._folder, f"{fullname}.py")
+        return importlib.util.spec_from_loader(fullname, self, origin=origin)  # type: ignore[arg-type]
+
+    def create_module(self, spec: Any) -> None:
+        return None
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        import linecache
+
+        code, filename = self._sources[module.__name__], os.path.join(self._folder, f"{module.__name__}.py")
+        linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+        module.__file__ = filename
+        exec(compile(code, filename, "exec", dont_inherit=True), module.__dict__)
+
+
 class _Worker:
     def __init__(self, sock: socket.socket, alarm: int, config: dict[str, Any]) -> None:
         self.sock = sock
@@ -437,13 +464,25 @@ class _Worker:
                 return 0
             op = header.get("op")
             if op == "load":
-                reply, body = self.load(payload.decode("utf-8", "surrogatepass")), b""
+                self.install_siblings(header, payload)
+                code = payload[: header.get("code", len(payload))].decode("utf-8", "surrogatepass")
+                reply, body = self.load(code), b""
             elif op == "call":
                 reply, body = self.call(header, payload)
             else:
                 reply, body = {"status": "internal", "message": f"unknown request {op!r}"}, b""
             _flush_std()
             _write_frame(self.sock, reply, body)
+
+    def install_siblings(self, header: Mapping[str, Any], payload: bytearray) -> None:
+        """Make the modules of the submission's folder, sent along with it, importable by name."""
+        sources, offset = {}, header.get("code", len(payload))
+        for name, size in header.get("siblings", []):
+            sources[name] = bytes(payload[offset : offset + size]).decode("utf-8", "surrogatepass")
+            offset += size
+        if sources:
+            folder = os.path.dirname(self.filename)
+            sys.meta_path.insert(1, _Siblings(sources, folder))
 
     def load(self, code: str) -> dict[str, Any]:
         import linecache

@@ -69,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(usage_parser=check)  # option errors found after parsing show this command's usage
     check.add_argument("submission", help="path to a .py or .ipynb file, or a bundled example: seed, correct")
     _add_check_options(check)
+    check.add_argument("--sibling-imports", action="store_true",
+                       help="let the submission import the .py modules beside it (read by the grader, at most 32 "
+                            "files and 1 MiB; use it only for a folder that holds one student's files)")
     out = check.add_argument_group("report files")
     out.add_argument("--json", metavar="PATH", help="write the JSON report (schema in the README)")
     out.add_argument("--markdown", metavar="PATH", help="write a Markdown summary (also appended to "
@@ -187,7 +190,9 @@ def _check(args: argparse.Namespace, settings: Any, limits: Any) -> int:
         load_error="not graded: the check did not finish (the grader was stopped or failed before its verdict)",
     )
     _write_reports(args, _scored(args, placeholder, settings), writers, summary=False)
-    with SubmissionSession(args.submission, settings, limits, run_all_cells=args.run_all_cells) as session:
+    with SubmissionSession(
+        args.submission, settings, limits, run_all_cells=args.run_all_cells, sibling_imports=args.sibling_imports
+    ) as session:
         try:
             session.load()
         except Exception:  # LoadError: recorded in the report, which is still written

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import functools
 import os
 import stat
 import sys
@@ -89,11 +90,24 @@ def worker_ids(pid: int) -> tuple[int, int] | None:
     return ID_BASE + pid, ID_BASE + pid
 
 
+@functools.cache
 def _seccomp() -> ctypes.CDLL | None:
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("seccomp") or "libseccomp.so.2", use_errno=True)
-    except OSError:
-        return None
+    """libseccomp, loaded once (in the fork server, by :meth:`RuntimeView.prepare`): find_library runs
+    ldconfig, and loading a library costs milliseconds a worker should not pay."""
+    for name in ("libseccomp.so.2", ctypes.util.find_library("seccomp")):
+        try:
+            lib = ctypes.CDLL(name, use_errno=True) if name else None
+        except OSError:
+            continue
+        if lib is None:
+            continue
+        lib.seccomp_init.restype = ctypes.c_void_p
+        lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
+                                               ctypes.POINTER(_ArgCmp)]
+        lib.seccomp_load.argtypes = lib.seccomp_release.argtypes = [ctypes.c_void_p]
+        lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+        return lib
+    return None
 
 
 def missing_layers() -> list[str]:
@@ -149,6 +163,7 @@ class RuntimeView:
                 continue
             wanted += [(os.path.join(directory, e), _READ) for e in entries if not e.startswith(hidden)
                        and e not in ("site-packages", "dist-packages")]
+        _seccomp()  # loaded here, once, for every worker
         rules = []
         for target, rights in wanted:
             try:
@@ -343,10 +358,6 @@ def seccomp(pid: int) -> str:
     lib = _seccomp()
     if lib is None:
         return "unavailable: libseccomp is not installed"
-    lib.seccomp_init.restype = ctypes.c_void_p
-    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
-                                           ctypes.POINTER(_ArgCmp)]
-    lib.seccomp_load.argtypes = lib.seccomp_release.argtypes = [ctypes.c_void_p]
     context = lib.seccomp_init(_SCMP_ACT_ALLOW)
     if not context:
         return "unavailable: seccomp_init failed"
@@ -391,6 +402,9 @@ def apply_all(view: RuntimeView, workdir: str, *, pid: int, extra_write: Sequenc
     record["processes"] = seccomp(pid)
     if not record["network"].startswith("landlock") and record["processes"].startswith("seccomp"):
         record["network"] = "seccomp: no sockets"
+    if not record["signals"].startswith("landlock") and record["user"].startswith("uid "):
+        # An unprivileged user cannot signal another user's processes; seccomp refuses signals to other pids.
+        record["signals"] = "own uid: no signal reaches another user's process (no Landlock scoping)"
     return record
 
 

@@ -256,7 +256,10 @@ class Worker:
             seconds = confined.get("seconds")
             self.isolation_seconds = float(seconds) if isinstance(seconds, (int, float)) else math.nan
             self._enforce_isolation()
-            wire.send(sock, {"op": "load"}, [self._source.code.encode("utf-8", "surrogatepass")], deadline)
+            code = self._source.code.encode("utf-8", "surrogatepass")
+            siblings = [(name, text.encode("utf-8", "surrogatepass")) for name, text in self._source.siblings]
+            header = {"op": "load", "code": len(code), "siblings": [[name, len(data)] for name, data in siblings]}
+            wire.send(sock, header, [code, *(data for _, data in siblings)], deadline)
             reply, _ = wire.receive(sock, deadline, 0)
             status = wire.field(reply, "status", str)
             alarm = child.alarm()

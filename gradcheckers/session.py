@@ -109,11 +109,13 @@ class SubmissionSession:
         limits: Limits | None = None,
         *,
         run_all_cells: bool = False,
+        sibling_imports: bool = False,
     ) -> None:
         self.spec = spec
         self.settings = settings or CheckSettings()
         self.limits = limits or Limits()
         self.run_all_cells = run_all_cells
+        self.sibling_imports = sibling_imports
         self.assignment = get_assignment(self.settings.assignment)
         if self.assignment.numpy_only and not self.limits.numpy:
             self.limits = dataclasses.replace(self.limits, numpy=True)
@@ -132,7 +134,9 @@ class SubmissionSession:
             raise LoadError(self.report.load_error, self.report.load_reason or "error")
         started = time.perf_counter()
         try:
-            source = load_source(resolve_submission(self.spec), run_all_cells=self.run_all_cells)
+            source = load_source(
+                resolve_submission(self.spec), run_all_cells=self.run_all_cells, sibling_imports=self.sibling_imports
+            )
             worker = Worker(source, self.limits)
             try:
                 worker.start()

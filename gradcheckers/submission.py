@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import bisect
 import builtins
+import dataclasses
 import importlib.util
 import os
 import re
@@ -29,6 +30,10 @@ SUFFIXES = (".py", ".ipynb")
 # Largest submission read: a homework is kilobytes of code; 16 MiB still holds a notebook with embedded plots,
 # and the parent never holds more than that of a file a student controls.
 MAX_SOURCE_BYTES = 16 * 2**20
+# Sibling modules a submission may import: a homework splits into a few helper files; 32 files and 1 MiB of
+# code in all is far more than that, and bounds what the grader reads and sends per student.
+MAX_SIBLINGS = 32
+MAX_SIBLING_BYTES = 2**20
 
 
 def load_error(message: str, reason: str) -> LoadError:
@@ -49,6 +54,9 @@ class SubmissionSource:
     # Notebooks only: (name, line in `code`) for names bound by top-level statements that were not kept, so a
     # NameError at call time can say where the name was meant to come from.
     skipped: tuple[tuple[str, int], ...] = ()
+    # Modules of the submission's own folder it may import (name, source), read here and handed to the worker,
+    # which cannot read the folder itself; empty unless asked for (``sibling_imports=True``).
+    siblings: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_notebook(self) -> bool:
@@ -100,13 +108,19 @@ def resolve_submission(spec: str) -> Path:
 
 
 def load_source(
-    path: str | os.PathLike[str], *, run_all_cells: bool = False, root: str | os.PathLike[str] | None = None
+    path: str | os.PathLike[str],
+    *,
+    run_all_cells: bool = False,
+    root: str | os.PathLike[str] | None = None,
+    sibling_imports: bool = False,
 ) -> SubmissionSource:
     """Read a ``.py`` or ``.ipynb`` submission and check that it compiles; raises LoadError when it cannot.
 
     Only a regular file is read, and a symbolic link only when it leads to a file inside ``root`` (default:
     the folder the path names, e.g. the submissions folder), so a link to an instructor's solution or to
     ``/etc/passwd`` is refused before a byte of it is read, and a FIFO or a device never blocks the grader.
+    With ``sibling_imports``, the ``.py`` modules beside the submission (at most :data:`MAX_SIBLINGS` of them,
+    :data:`MAX_SIBLING_BYTES` in all) come along, so that ``import helpers`` works in the worker.
     """
     path = Path(path)
     if not path.exists() and not path.is_symlink():
@@ -121,7 +135,31 @@ def load_source(
     else:
         source = _notebook_source(path, run_all_cells=run_all_cells)
     _compile(source.code, source)
+    if sibling_imports:
+        source = dataclasses.replace(source, siblings=_siblings(path, Path(root) if root is not None else path.parent))
     return source
+
+
+def _siblings(path: Path, root: Path) -> tuple[tuple[str, str], ...]:
+    """The importable ``.py`` modules in the submission's folder, regular files inside ``root`` only."""
+    found: list[tuple[str, str]] = []
+    total = 0
+    for candidate in sorted(path.parent.glob("*.py")):
+        name = candidate.stem
+        if candidate.name == path.name or not name.isidentifier() or name.partition(".")[0] in BLOCKED_PACKAGES:
+            continue
+        if len(found) == MAX_SIBLINGS:
+            message = f"{path.parent} holds more than {MAX_SIBLINGS} modules: submit only your own"
+            raise load_error(message, "unreadable")
+        check_regular_file(candidate, root)
+        code = _read_text(candidate)
+        total += len(code.encode("utf-8", "surrogatepass"))
+        if total > MAX_SIBLING_BYTES:
+            raise load_error(
+                f"the modules beside {path.name} hold more than {MAX_SIBLING_BYTES // 2**20} MiB of code", "unreadable"
+            )
+        found.append((name, code))
+    return tuple(found)
 
 
 def check_regular_file(path: Path, root: Path) -> None:

@@ -325,3 +325,25 @@ def test_a_file_name_with_escape_sequences_reaches_no_terminal_raw() -> None:
     from gradcheckers import report as writers
 
     assert writers.terminal_safe("alice\x1b]0;owned\x07.py") == "alice\\x1b]0;owned\\x07.py"
+
+
+# --- sibling imports ------------------------------------------------------------------------------------------
+
+
+@needs_landlock
+def test_sibling_modules_are_handed_over_and_stay_confined(tmp_path: Path) -> None:
+    folder = tmp_path / "alice"
+    folder.mkdir()
+    target = tmp_path / "written_by_a_helper"
+    (folder / "helper_module.py").write_text(
+        f"try:\n    open({str(target)!r}, 'w').write('pwned')\nexcept OSError:\n    pass\n\n"
+        "def double(x):\n    return 2 * x\n"
+    )
+    code = (SUBMISSIONS / "hostile_sibling.py").read_text().replace("@TARGET@", str(target))
+    (folder / "submission.py").write_text(code)
+    arrays = network()
+    with Worker(load_source(folder / "submission.py", sibling_imports=True), FAST) as worker:
+        np.testing.assert_array_equal(worker.call("grad_W1", arrays), 2 * arrays[2])
+    assert not target.exists()
+    with pytest.raises(LoadError, match="No module named 'helper_module'"):  # not without asking
+        Worker(load_source(folder / "submission.py"), FAST).start()
