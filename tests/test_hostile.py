@@ -347,3 +347,24 @@ def test_sibling_modules_are_handed_over_and_stay_confined(tmp_path: Path) -> No
     assert not target.exists()
     with pytest.raises(LoadError, match="No module named 'helper_module'"):  # not without asking
         Worker(load_source(folder / "submission.py"), FAST).start()
+
+
+@needs_landlock
+def test_the_answer_key_stays_out_of_reach_without_the_import_blocker(attack: Attack) -> None:
+    import gradcheckers.models.two_layer as answer_key
+
+    worker = attack("hostile_answer_key.py", path=answer_key.__file__)
+    assert "could not import the answer key" in worker.output and "could not read the answer key" in worker.output
+    assert "imported the answer key" not in worker.output.replace("could not import", "")
+
+
+def test_numpy_mode_checks_a_numpy_submission_end_to_end(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "gradcheckers", "check", str(SUBMISSIONS / "numpy_correct.py"), "--numpy",
+         "--examples", "10", "--json", str(report)], capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    data = json.loads(report.read_text())
+    assert data["passed"] and data["isolation"]["torch"] == "absent"
+    assert "isolation: " in run.stdout and "(numpy mode: no torch)" in run.stdout
