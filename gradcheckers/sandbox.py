@@ -109,6 +109,7 @@ class Worker:
         self._closed = False
         self._cuda = False
         self._final_output: str | None = None
+        self._retrying = False  # calling again after a SIGKILL from outside (issue 12)
 
     def __enter__(self) -> Worker:
         self.start()
@@ -205,6 +206,14 @@ class Worker:
             ) from None
         except _Gone:
             facts = self._kill()
+            if facts.get("signal") == signal.SIGKILL and not self._retrying:
+                # Our own kills go through _Timeout: this SIGKILL came from outside (a person, the OOM killer)
+                # or from the submission. Call once more in a fresh worker; only a second one is its doing.
+                self._retrying = True
+                try:
+                    return self.call(function, args, key=key, device=device)
+                finally:
+                    self._retrying = False
             raise _death(
                 f"{function}()", facts, self._limits, "a gradient function must return its result, not end the process"
             ) from None
