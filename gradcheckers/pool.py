@@ -31,7 +31,11 @@ def _serve(connection: Connection, function: Callable[..., Any], initializer: Ca
             job, extra = connection.recv()
         except (EOFError, OSError):  # the parent is gone: nothing left to do
             return
-        connection.send(function(job, *extra))
+        result = function(job, *extra)
+        try:
+            connection.send(result)
+        except OSError:  # the parent is gone (killed): the result is lost with it, and resuming redoes it
+            return
 
 
 class _Process:
