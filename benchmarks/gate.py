@@ -86,22 +86,26 @@ def one_submission(repeats: int) -> None:
         print(f"  {key:20} median {statistics.median(values):6.2f} s")
 
 
-def _grade(root: Path, out: Path, extra: list[str]) -> tuple[float, int, dict[str, str], str]:
-    """One `gradcheckers grade` run into its own gradebook: (seconds, exit code, status per student, last line)."""
+def _grade(root: Path, out: Path, extra: list[str]) -> tuple[float, dict[str, str], str]:
+    """One `gradcheckers grade` run into its own gradebook: (seconds, status per student, its summary line)."""
     out.mkdir()
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "gradcheckers", "grade", str(root), "--csv", str(out / "grades.csv"),
                            "--reports", str(out / "reports"), "--gradebook", str(out / "gradebook.sqlite"), *extra],
                           capture_output=True, text=True)
     elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"grade {' '.join(extra)} failed with exit code {proc.returncode}:\n{proc.stderr[-3000:]}")
     with (out / "grades.csv").open(newline="") as handle:
         statuses = {row["student"]: row["status"] for row in csv.DictReader(handle)}
     lines = proc.stdout.strip().splitlines()
-    return elapsed, proc.returncode, statuses, next((ln for ln in lines if ln.startswith("This run:")), "")
+    return elapsed, statuses, next((ln for ln in lines if ln.startswith("This run:")), "")
 
 
 def course(students: int, jobs: int, cluster: bool) -> None:
     """submissions/min for the local pool (and a two-worker LocalCluster), before and after reuse, one run."""
+    print(f"gradcheckers grade: {students} generated submissions ({len(VARIANTS)} variants), one gradebook per run; "
+          "the machine is shared, so compare the rates within this run", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "course"
         root.mkdir()
@@ -112,35 +116,29 @@ def course(students: int, jobs: int, cluster: bool) -> None:
             "local pool, no reuse": ["--jobs", str(jobs), "--no-reuse"],
             "local pool, reuse": ["--jobs", str(jobs)],
         }
-        local_cluster = None
         if cluster:
-            from distributed import LocalCluster
+            runs["LocalCluster x2, no reuse"] = ["--no-reuse"]
+            runs["LocalCluster x2, reuse"] = []
+        reference: dict[str, str] = {}
+        for n, (name, extra) in enumerate(runs.items()):
+            if "LocalCluster" in name:
+                from distributed import LocalCluster
 
-            # Two single-threaded worker processes on loopback, as `dask worker` would run on two machines.
-            local_cluster = LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None)
-            runs["LocalCluster x2, no reuse"] = ["--scheduler", local_cluster.scheduler_address, "--no-reuse"]
-            runs["LocalCluster x2, reuse"] = ["--scheduler", local_cluster.scheduler_address]
-        results = {}
-        try:
-            for n, (name, extra) in enumerate(runs.items()):
-                if local_cluster is not None and "LocalCluster" in name:
-                    local_cluster.scale(0)  # fresh worker processes: no cache kept from the run before
-                    local_cluster.scale(2)
-                    local_cluster.wait_for_workers(2)
-                results[name] = _grade(root, Path(tmp) / f"run{n}", extra)
-        finally:
-            if local_cluster is not None:
-                local_cluster.close()
-    print(f"gradcheckers grade: {students} generated submissions ({len(VARIANTS)} variants), one gradebook per run; "
-          "the machine is shared, so compare the rates within this run")
-    reference = results["local pool, no reuse"][2]
-    for name, (elapsed, code, statuses, line) in results.items():
-        wrongly = [s for s, status in statuses.items() if ("_correct" in s) != (status == "passed")]
-        differ = [s for s in reference if statuses.get(s) != reference[s]]
-        print(f"  {name:26} {students / elapsed * 60:6.0f} submissions/min (wall {elapsed:.1f} s, exit {code}, "
-              f"rows {len(statuses)}); contrary to the variant: {len(wrongly)}; verdicts differing from the "
-              f"first run: {len(differ)}")
-        print(f"    {line}")
+                # Two single-threaded worker processes on loopback, as `dask worker` runs them on two machines;
+                # a fresh cluster per run, so that no cache is kept from the run before.
+                with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1",
+                                  dashboard_address=None) as local:
+                    elapsed, statuses, line = _grade(root, Path(tmp) / f"run{n}",
+                                                     ["--scheduler", local.scheduler_address, *extra])
+            else:
+                elapsed, statuses, line = _grade(root, Path(tmp) / f"run{n}", extra)
+            reference = reference or statuses
+            wrongly = [s for s, status in statuses.items() if ("_correct" in s) != (status == "passed")]
+            differ = [s for s in reference if statuses.get(s) != reference[s]]
+            print(f"  {name:26} {students / elapsed * 60:6.0f} submissions/min (wall {elapsed:.1f} s, rows "
+                  f"{len(statuses)}); contrary to the variant: {len(wrongly)}; verdicts differing from the first "
+                  f"run: {len(differ)}")
+            print(f"    {line}", flush=True)
 
 
 def main() -> None:

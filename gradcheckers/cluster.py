@@ -67,7 +67,7 @@ class DaskRunner:
                 pending[future.key] = (future, job)
                 return future
 
-            completed = as_completed([submit(job) for job in jobs])
+            completed = as_completed([submit(job) for job in jobs], loop=client.loop)
             for future in completed:
                 _, job = pending.pop(future.key)
                 try:
