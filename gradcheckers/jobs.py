@@ -71,11 +71,14 @@ def _cache(spec: GradeSpec) -> Any:
     from gradcheckers.property import _ReferenceCache
 
     name = spec.settings.assignment
-    if name not in _CACHES:
+    # A Dask worker outlives a run: an assignment given as a file is keyed by its content too, so an edited
+    # definition never meets the references of the old one.
+    key = name + (":" + hashlib.sha256(Path(name).read_bytes()).hexdigest() if Path(name).is_file() else "")
+    if key not in _CACHES:
         # 8192 cases: ~100 examples per parameter and a few hundred shrink steps per failing submission
         # stay in it, and each case's tensors are a few KiB at the default sizes (at most ~100 MiB in all).
-        _CACHES[name] = _ReferenceCache(get_assignment(name), size=8192)
-    return _CACHES[name]
+        _CACHES[key] = _ReferenceCache(get_assignment(name), size=8192)
+    return _CACHES[key]
 
 
 def _replace_text(value: Any, old: str, new: str) -> Any:

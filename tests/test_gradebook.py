@@ -76,3 +76,29 @@ def test_a_file_that_is_not_a_gradebook_is_one_line_not_a_traceback(tmp_path: Pa
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     with pytest.raises(GradebookError, match="written by a newer gradcheckers"):
         Gradebook(newer)
+
+
+def test_the_gradebook_command_shows_and_exports_without_grading(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    with Gradebook(tmp_path / "g.sqlite") as book:
+        book.set_meta(parameters=["W1", "b1"], weights={"W1": 3.0})
+        book.record(report("ann", {"W1": True, "b1": False}), "c", "s", 2)
+        book.set_skipped([("_tpl.py", "name starts with '_'")])
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "gradcheckers", "gradebook", *args], capture_output=True,
+                              text=True, timeout=120)
+
+    shown = run("show", str(tmp_path / "g.sqlite"))
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0].startswith("ann ") and "3/4" in lines[0] and lines[0].endswith("failed: b1 (mismatch)  [2 attempts]")
+    assert lines[1] == "skipped _tpl.py: name starts with '_'"
+    exported = run("export", str(tmp_path / "g.sqlite"), "--csv", str(tmp_path / "out.csv"), "--weights", "W1=1,b1=1")
+    assert exported.returncode == 0, exported.stderr
+    assert (tmp_path / "out.csv").read_text().splitlines()[1] == "ann,1,0,1,2,failed: b1 (mismatch)"
+    missing = run("show", str(tmp_path / "none.sqlite"))
+    assert (missing.returncode, missing.stderr.strip()) == (
+        2, f"gradcheckers gradebook: no such gradebook: {tmp_path / 'none.sqlite'}")
