@@ -4,13 +4,16 @@
 
 Target 4: ``gradcheckers check`` of one correct ``.py`` with default settings, end to end (interpreter start,
 imports, the isolated worker, Hypothesis, the oracles, the submission's own code), median of repeats, and
-how the time splits. Target 5: ``gradcheckers grade`` of a generated course (a mix of correct and wrong
-submissions) with ``--jobs`` processes: submissions per minute.
+how the time splits. Target 5 (and issue 12): ``gradcheckers grade`` of a generated course (a mix of correct
+and wrong submissions): submissions per minute with ``--jobs`` local processes and with a two-worker Dask
+``LocalCluster``, each before (``--no-reuse``) and after reusing references across submissions, and the
+verdicts of every run compared with the first.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import statistics
 import subprocess
@@ -83,24 +86,59 @@ def one_submission(repeats: int) -> None:
         print(f"  {key:20} median {statistics.median(values):6.2f} s")
 
 
-def course(students: int, jobs: int) -> None:
+def _grade(root: Path, out: Path, extra: list[str]) -> tuple[float, dict[str, str], str]:
+    """One `gradcheckers grade` run into its own gradebook: (seconds, status per student, its summary line)."""
+    out.mkdir()
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "gradcheckers", "grade", str(root), "--csv", str(out / "grades.csv"),
+                           "--reports", str(out / "reports"), "--gradebook", str(out / "gradebook.sqlite"), *extra],
+                          capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"grade {' '.join(extra)} failed with exit code {proc.returncode}:\n{proc.stderr[-3000:]}")
+    with (out / "grades.csv").open(newline="") as handle:
+        statuses = {row["student"]: row["status"] for row in csv.DictReader(handle)}
+    lines = proc.stdout.strip().splitlines()
+    return elapsed, statuses, next((ln for ln in lines if ln.startswith("This run:")), "")
+
+
+def course(students: int, jobs: int, cluster: bool) -> None:
+    """submissions/min for the local pool (and a two-worker LocalCluster), before and after reuse, one run."""
+    print(f"gradcheckers grade: {students} generated submissions ({len(VARIANTS)} variants), one gradebook per run; "
+          "the machine is shared, so compare the rates within this run", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "course"
         root.mkdir()
         for i in range(students):
             variant = VARIANTS[i % len(VARIANTS)]
             (root / f"student{i:03d}_{variant[0]}.py").write_text(submission_text(variant))
-        started = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "gradcheckers", "grade", str(root), "--jobs", str(jobs),
-                               "--csv", str(Path(tmp) / "gradebook.csv"), "--reports", str(Path(tmp) / "reports")],
-                              capture_output=True, text=True)
-        elapsed = time.perf_counter() - started
-        rows = (Path(tmp) / "gradebook.csv").read_text().splitlines()[1:]
-    wrongly = [r for r in rows if ("_correct," in r) != r.endswith(",passed")]
-    print(f"gradcheckers grade: {students} generated submissions ({len(VARIANTS)} variants), --jobs {jobs}")
-    print(f"  wall {elapsed:.1f} s = {students / elapsed * 60:.0f} submissions/minute (target >= 60/min, < 5 min)")
-    print(f"  exit code {proc.returncode}; rows {len(rows)}; verdicts contrary to the variant: {len(wrongly)}")
-    print("  " + proc.stdout.strip().splitlines()[-1])
+        runs: dict[str, list[str]] = {
+            "local pool, no reuse": ["--jobs", str(jobs), "--no-reuse"],
+            "local pool, reuse": ["--jobs", str(jobs)],
+        }
+        if cluster:
+            runs["LocalCluster x2, no reuse"] = ["--no-reuse"]
+            runs["LocalCluster x2, reuse"] = []
+        reference: dict[str, str] = {}
+        for n, (name, extra) in enumerate(runs.items()):
+            if "LocalCluster" in name:
+                from distributed import LocalCluster
+
+                # Two single-threaded worker processes on loopback, as `dask worker` runs them on two machines;
+                # a fresh cluster per run, so that no cache is kept from the run before.
+                with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1",
+                                  dashboard_address=None) as local:
+                    elapsed, statuses, line = _grade(root, Path(tmp) / f"run{n}",
+                                                     ["--scheduler", local.scheduler_address, *extra])
+            else:
+                elapsed, statuses, line = _grade(root, Path(tmp) / f"run{n}", extra)
+            reference = reference or statuses
+            wrongly = [s for s, status in statuses.items() if ("_correct" in s) != (status == "passed")]
+            differ = [s for s in reference if statuses.get(s) != reference[s]]
+            print(f"  {name:26} {students / elapsed * 60:6.0f} submissions/min (wall {elapsed:.1f} s, rows "
+                  f"{len(statuses)}); contrary to the variant: {len(wrongly)}; verdicts differing from the first "
+                  f"run: {len(differ)}")
+            print(f"    {line}", flush=True)
 
 
 def main() -> None:
@@ -109,11 +147,12 @@ def main() -> None:
     parser.add_argument("--students", type=int, default=300)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--only", choices=("check", "grade"), default=None)
+    parser.add_argument("--no-cluster", action="store_true", help="skip the two-worker LocalCluster runs")
     args = parser.parse_args()
     if args.only in (None, "check"):
         one_submission(args.repeats)
     if args.only in (None, "grade"):
-        course(args.students, args.jobs)
+        course(args.students, args.jobs, cluster=not args.no_cluster)
 
 
 if __name__ == "__main__":

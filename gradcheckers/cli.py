@@ -90,6 +90,23 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("--reports", metavar="DIR", default="gradcheckers-reports",
                        help="folder for one JSON report per student (default: gradcheckers-reports)")
     grade.add_argument("--junit", metavar="PATH", help="write JUnit XML for the whole course")
+    grade.add_argument("--gradebook", metavar="PATH", default=None,
+                       help="the SQLite gradebook every result is committed to (default: gradebook.sqlite beside "
+                       "the CSV); a second run grades only new or changed submissions")
+    grade.add_argument("--regrade", action="store_true", help="grade every submission again, changed or not")
+    grade.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                       help="grade on a Dask cluster, e.g. tcp://10.0.0.5:8786 (needs gradcheckers[cluster])")
+    grade.add_argument("--no-reuse", action="store_true",
+                       help="compute the references afresh for every submission (slower; for benchmarks)")
+
+    book = commands.add_parser("gradebook", help="show or export a gradebook without grading")
+    book.set_defaults(command="gradebook")
+    book.add_argument("action", choices=("show", "export"))
+    book.add_argument("path", help="the gradebook file (gradebook.sqlite)")
+    book.add_argument("--csv", metavar="PATH", help="export: write the CSV here")
+    book.add_argument("--reports", metavar="DIR", help="export: write one JSON report per student here")
+    book.add_argument("--junit", metavar="PATH", help="export: write JUnit XML here")
+    book.add_argument("--weights", type=weights, default=None, help="export: score weights (default: the run's)")
 
     assignments = commands.add_parser("assignments", help="list the bundled assignments")
     assignments.set_defaults(command="assignments")
@@ -143,6 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in available_assignments():
             print(f"{name:22} {get_assignment(name).title}")
         return 0
+    if args.command == "gradebook":
+        from gradcheckers.grade import gradebook_command
+
+        return gradebook_command(args)
     parser = args.usage_parser
     if (args.rtol is None) != (args.atol is None):
         parser.error("--rtol and --atol go together: give both or neither")

@@ -29,7 +29,7 @@ class GradientMismatchError(AssertionError):
 
 # Why a submission could not be loaded; the JSON report's ``load_reason``.
 LOAD_REASONS = ("not-found", "unreadable", "syntax", "error", "exit", "crash", "timeout", "memory", "forbidden",
-                "internal")
+                "internal", "infrastructure")
 
 
 class LoadError(GradcheckersError):

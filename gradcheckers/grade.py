@@ -1,76 +1,52 @@
-"""``gradcheckers grade``: every submission of a course, in parallel, into a gradebook.
+"""``gradcheckers grade``: every submission of a course, in parallel, into a gradebook that never loses a grade.
 
-Each student's submission is checked by :func:`gradcheckers.session.check_submission` in a pool of job
-processes; each job process imports torch once and keeps its fork server of sandbox workers warm, so the
-start-up of a worker does not dominate. One bad submission costs at most its own limits: it never stops or
-skews the others.
+The parts, one concern each: :mod:`~gradcheckers.discovery` finds the students, :mod:`~gradcheckers.jobs`
+grades one of them (anywhere), :mod:`~gradcheckers.pool` or :mod:`~gradcheckers.cluster` runs the jobs,
+:mod:`~gradcheckers.gradebook` commits each result as it arrives and exports the files, and
+:mod:`~gradcheckers.progress` shows how far it got. This module plans the run and tells the instructor what
+happened.
 """
 
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
-import csv
-import multiprocessing
 import os
-import re
+import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gradcheckers import report as writers
-from gradcheckers.errors import LoadError
+from gradcheckers.cluster import ClusterUnavailable
+from gradcheckers.discovery import Entry, Skipped, discover
+from gradcheckers.gradebook import (
+    INFRASTRUCTURE,
+    Gradebook,
+    GradebookError,
+    export_csv,
+    export_junit,
+    export_reports,
+)
+from gradcheckers.jobs import GradeSpec, Job, run_job, settings_digest
+from gradcheckers.progress import Progress
 
-__all__ = ["discover_submissions", "grade_directory"]
+__all__ = ["grade_directory", "gradebook_command"]
 
-SUFFIXES = (".py", ".ipynb")
-# In a student's folder holding several files, these names are taken as the submission first.
-PREFERRED_STEMS = ("submission", "gradients", "homework", "solution", "main")
-
-
-def discover_submissions(directory: Path) -> Iterator[tuple[str, Path | None, str | None]]:
-    """(student, submission file or None, problem) for each file or sub-folder of ``directory``, sorted."""
-    for entry in sorted(directory.iterdir(), key=lambda p: p.name):
-        if entry.name.startswith((".", "_")):
-            continue
-        if entry.is_file() and entry.suffix in SUFFIXES:
-            yield entry.stem, entry, None
-        elif entry.is_dir():
-            found = sorted(p for p in entry.rglob("*") if p.suffix in SUFFIXES and p.is_file()
-                           and not any(part.startswith((".", "_")) for part in p.relative_to(entry).parts))
-            preferred = [p for p in found if p.stem in PREFERRED_STEMS]
-            if len(found) == 1:
-                yield entry.name, found[0], None
-            elif preferred:
-                yield entry.name, preferred[0], None
-            elif not found:
-                yield entry.name, None, "no .py or .ipynb file in the folder"
-            else:
-                names = ", ".join(str(p.relative_to(entry)) for p in found[:5])
-                yield entry.name, None, f"several candidate files ({names}); name one submission.py"
+# A job whose process died is run once more in a fresh process: a one-off (the OOM killer, a person's kill)
+# then costs nothing, while a submission that kills its grader every time costs two runs, not a stuck course.
+ATTEMPTS = 2
 
 
-def _grade_one(job: tuple[str, str | None, str | None, Any, Any, dict[str, Any]]) -> dict[str, Any]:
-    from gradcheckers.session import SubmissionReport, check_submission
-
-    student, path, problem, settings, limits, options = job
-    started = time.perf_counter()
-    if path is None:
-        report = SubmissionReport(student, settings.assignment, settings, load_error=problem)
-    else:
-        try:
-            report = check_submission(path, settings, limits, **options)
-        except LoadError as error:  # check_submission records load errors; this is belt and braces
-            report = SubmissionReport(path, settings.assignment, settings, load_error=str(error))
-        except Exception as error:  # never lose a student's row to a bug of ours: report it as such
-            report = SubmissionReport(path, settings.assignment, settings,
-                                      load_error=f"internal error of gradcheckers: {type(error).__name__}: {error}")
-    data = report.to_json()
-    data["student"] = student
-    data["seconds"] = round(time.perf_counter() - started, 3)
-    return data
+def _job(entry: Entry) -> Job:
+    if entry.path is None:
+        return Job(entry.student, None, None, entry.problem)
+    try:
+        return Job(entry.student, str(entry.path), entry.path.read_bytes())
+    except OSError as error:
+        return Job(entry.student, str(entry.path), None, f"cannot read {entry.path}: {error.strerror or error}")
 
 
 def _warm_up() -> None:
@@ -82,34 +58,29 @@ def _warm_up() -> None:
     import gradcheckers.session  # noqa: F401
 
 
-class _Progress:
-    """A bar on a terminal; plain periodic lines in CI logs (where \\r only clutters the log)."""
+def _infrastructure_report(job: Job, spec: GradeSpec) -> dict[str, Any]:
+    from gradcheckers.session import SubmissionReport
 
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.done = 0
-        self.tty = sys.stderr.isatty()
-        self.started = time.perf_counter()
-        self.last_line = 0.0
-
-    def update(self, data: dict[str, Any]) -> None:
-        self.done += 1
-        elapsed = time.perf_counter() - self.started
-        rate = self.done / elapsed * 60 if elapsed > 0 else 0.0
-        if self.tty:
-            filled = int(30 * self.done / max(self.total, 1))
-            sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} "
-                             f"({rate:.0f}/min) {writers.terminal_safe(data['student'][:30]):30}")
-            if self.done == self.total:
-                sys.stderr.write("\n")
-        elif self.done == self.total or elapsed - self.last_line >= 10 or self.done % 25 == 0:
-            self.last_line = elapsed
-            sys.stderr.write(f"graded {self.done}/{self.total} submissions in {elapsed:.0f}s ({rate:.0f}/min)\n")
-        sys.stderr.flush()
+    report = SubmissionReport(job.filename or job.student, spec.settings.assignment, spec.settings,
+                              load_error=f"{INFRASTRUCTURE}: the process grading this submission died {ATTEMPTS} "
+                              "times (killed from outside or out of memory); no verdict. Grade it again.",
+                              load_reason="infrastructure")
+    data = report.to_json()
+    data["student"] = job.student
+    return data
 
 
-def _safe_name(student: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", student) or "student"
+@dataclass
+class _Run:
+    """What happened in one run, for the summary."""
+
+    total: int
+    resumed: int = 0
+    graded: int = 0
+    regraded: int = 0
+    retried: int = 0
+    interrupted: bool = False
+    statuses: Counter[str] = field(default_factory=Counter)
 
 
 def grade_directory(args: argparse.Namespace, settings: Any, limits: Any) -> int:
@@ -117,69 +88,149 @@ def grade_directory(args: argparse.Namespace, settings: Any, limits: Any) -> int
     if not directory.is_dir():
         print(f"gradcheckers grade: no such folder: {directory}", file=sys.stderr)
         return 2
-    from gradcheckers.assignment import get_assignment
-
-    parameters = list(get_assignment(settings.assignment).parameters)
-    # The options `check` honours too, so a student's verdict is the same from either command.
-    options = {"run_all_cells": args.run_all_cells, "parameters": args.parameter}
-    jobs = [(student, None if path is None else str(path), problem, settings, limits, options)
-            for student, path, problem in discover_submissions(directory)]
-    if not jobs:
+    entries, skipped = discover(directory)
+    if not entries:
         print(f"gradcheckers grade: no submissions (.py, .ipynb or folders) in {directory}", file=sys.stderr)
         return 2
-    progress = _Progress(len(jobs))
-    results: dict[str, dict[str, Any]] = {}
+    spec = GradeSpec(settings, limits, args.run_all_cells, tuple(args.parameter) if args.parameter else None,
+                     reuse=not args.no_reuse)
+    path = Path(args.gradebook) if args.gradebook else Path(args.csv).parent / "gradebook.sqlite"
+    try:
+        with Gradebook(path) as book:
+            return _grade(args, spec, book, [_job(e) for e in entries], skipped)
+    except GradebookError as error:
+        print(f"gradcheckers grade: {error}", file=sys.stderr)
+        return 2
+
+
+def _grade(args: argparse.Namespace, spec: GradeSpec, book: Gradebook, jobs: list[Job], skipped: list[Skipped]) -> int:
+    from gradcheckers.assignment import get_assignment
+
+    digest = settings_digest(spec)
+    parameters = list(spec.parameters or get_assignment(spec.settings.assignment).parameters)
+    book.set_meta(parameters=parameters, weights=args.weights or {}, assignment=spec.settings.assignment,
+                  settings_hash=digest, folder=str(Path(args.directory).resolve()))
+    book.set_skipped([(s.name, s.reason) for s in skipped])
+    known = {student for student, *_ in book.rows()}
+    todo = [job for job in jobs if args.regrade or not book.current(job.student, job.digest, digest)]
+    run = _Run(total=len(jobs), resumed=len(jobs) - len(todo))
+    progress = Progress(len(todo))
+    attempts: Counter[str] = Counter()
+
+    def done(job: Job, data: dict[str, Any] | None) -> bool:
+        attempts[job.student] += 1
+        if data is None:
+            if attempts[job.student] < ATTEMPTS:
+                book.log(job.student, "retry", "the job process grading it died")
+                run.retried += 1
+                return True
+            data = _infrastructure_report(job, spec)
+        status = book.record(data, job.digest, digest, attempts[job.student])
+        run.graded += 1
+        run.regraded += job.student in known
+        run.statuses[status] += 1
+        progress.update(job.student)
+        return False
+
     started = time.perf_counter()
-    # forkserver: job processes start clean (no inherited threads or locks) but from a warm template.
-    context = multiprocessing.get_context("forkserver")
-    with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_warm_up) as pool:
-        for data in pool.map(_grade_one, jobs):
-            results[data["student"]] = data
-            progress.update(data)
+    try:
+        if todo:
+            _runner(args, spec).run(todo, done)
+    except ClusterUnavailable as error:
+        print(f"gradcheckers grade: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        run.interrupted = True
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the exports below take a moment: let them finish
+    finally:
+        progress.close()
     elapsed = time.perf_counter() - started
+    _export(book, args)
+    _summary(book, args, run, parameters, elapsed, skipped)
+    return 130 if run.interrupted else 0
 
-    weights_ = args.weights or {}
-    max_total = sum(weights_.get(p, 1.0) for p in parameters)
-    if weights_:  # as `check --weights` does, so the reports, the gradebook and the summary agree
-        for data in results.values():
-            data["score"] = float(sum(weights_.get(p, 1.0) for p, r in data.get("parameters", {}).items()
-                                      if r["passed"]))
-            data["max_score"] = float(max_total)
-    reports_dir = Path(args.reports)
-    reports_dir.mkdir(parents=True, exist_ok=True)
-    used: set[str] = set()
-    for student, data in results.items():
-        name = _safe_name(student)
-        while name in used:  # "a b" and "a_b" must not overwrite each other's report
-            name += "_"
-        used.add(name)
-        writers.write_json(reports_dir / f"{name}.json", data)
-    csv_path = Path(args.csv)
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-    with csv_path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["student", *parameters, "total", "max_total", "status"])
-        for student, data in results.items():
-            params = data.get("parameters", {})
-            row = [weights_.get(p, 1.0) if params.get(p, {}).get("passed") else 0.0 for p in parameters]
-            # One line per student: a load error's message spans lines (a syntax error's caret, a traceback).
-            problem = " ".join(str(data.get("load_error")).split())[:200]
-            status = ("cannot check: " + problem) if data.get("load_error") else (
-                "passed" if data.get("passed") else "failed: " + ", ".join(
-                    f"{p} ({params[p].get('reason')})" for p in parameters if p in params and not params[p]["passed"]))
-            writer.writerow([student, *[f"{v:g}" for v in row], f"{sum(row):g}", f"{max_total:g}", status])
+
+def _runner(args: argparse.Namespace, spec: GradeSpec) -> Any:
+    if args.scheduler:
+        from gradcheckers.cluster import DaskRunner
+
+        return DaskRunner(args.scheduler, spec)
+    from gradcheckers.pool import LocalPool
+
+    return LocalPool(args.jobs, run_job, extra=(spec,), initializer=_warm_up)
+
+
+def _export(book: Gradebook, args: argparse.Namespace) -> None:
+    weights = book.meta("weights", {})
+    export_csv(book, args.csv, weights)
+    export_reports(book, args.reports, weights)
     if getattr(args, "junit", None):
-        writers.write_text(args.junit, writers.junit_xml(list(results.values())))
+        export_junit(book, args.junit)
 
-    passed = sum(1 for d in results.values() if d.get("passed"))
-    unchecked = sum(1 for d in results.values() if d.get("load_error"))
+
+def _summary(book: Gradebook, args: argparse.Namespace, run: _Run, parameters: list[str], elapsed: float,
+             skipped: list[Skipped]) -> None:
+    from gradcheckers.gradebook import scored_reports, status_of
+
+    reports = scored_reports(book, book.meta("weights", {}))
+    max_total = reports[0]["max_score"] if reports else 0
     print(f"\n{'student':30} {' '.join(f'{p:>4}' for p in parameters)}  total")
-    for student, data in results.items():
+    for data in reports:
         params = data.get("parameters", {})
         cells = " ".join(f"{('ok' if params[p]['passed'] else 'FAIL') if p in params else '-':>4}" for p in parameters)
-        print(f"{writers.terminal_safe(student[:30]):30} {cells}  {data.get('score', 0):g}/{max_total:g}"
-              + ("  (cannot check)" if data.get("load_error") else ""))
-    print(f"\n{len(results)} submissions in {elapsed:.1f}s ({len(results) / elapsed * 60:.0f}/min) with "
-          f"{args.jobs} job(s): {passed} passed, {len(results) - passed - unchecked} failed, {unchecked} could "
-          f"not be checked. Gradebook: {csv_path}; reports: {reports_dir}{os.sep}")
+        status = status_of(data)
+        note = {"not checkable": "  (cannot check)", INFRASTRUCTURE: f"  ({INFRASTRUCTURE})"}.get(status, "")
+        name = writers.terminal_safe(data["student"][:30])
+        print(f"{name:30} {cells}  {data.get('score', 0):g}/{max_total:g}{note}")
+    for item in skipped:
+        print(f"skipped {writers.terminal_safe(item.name)}: {item.reason}")
+    counts = Counter(status_of(d) for d in reports)
+    rate = f" ({run.graded / elapsed * 60:.0f}/min)" if run.graded and elapsed > 0 else ""
+    print(f"\n{len(reports)} students in the gradebook: {counts['passed']} passed, {counts['failed']} failed, "
+          f"{counts['not checkable']} not checkable, {counts[INFRASTRUCTURE]} {INFRASTRUCTURE}s.")
+    print(f"This run: {run.graded} graded in {elapsed:.1f}s{rate} ({run.regraded} regraded), {run.resumed} resumed "
+          f"unchanged, {run.retried} retried after a lost job process, {len(skipped)} names skipped.")
+    exports = [str(args.csv), f"{args.reports}{os.sep}"] + ([str(args.junit)] if getattr(args, "junit", None) else [])
+    print(f"Gradebook: {book.path}; exports: {', '.join(exports)}")
+    if run.interrupted:
+        left = run.total - run.resumed - run.graded
+        print(f"Interrupted: {run.graded} graded in this run are kept in {book.path}; run the same command again "
+              f"to grade the {left} left.")
+
+
+def gradebook_command(args: argparse.Namespace) -> int:
+    """``gradcheckers gradebook show|export PATH``: read a gradebook without grading anything."""
+    from gradcheckers.gradebook import scored_reports, status_line
+
+    if not Path(args.path).is_file():
+        print(f"gradcheckers gradebook: no such gradebook: {args.path}", file=sys.stderr)
+        return 2
+    try:
+        with Gradebook(args.path) as book:
+            weights = args.weights if args.weights is not None else book.meta("weights", {})
+            if args.action == "export":
+                if not (args.csv or args.reports or args.junit):
+                    print("gradcheckers gradebook export: name at least one of --csv, --reports, --junit",
+                          file=sys.stderr)
+                    return 2
+                if args.csv:
+                    export_csv(book, args.csv, weights)
+                if args.reports:
+                    export_reports(book, args.reports, weights)
+                if args.junit:
+                    export_junit(book, args.junit)
+                return 0
+            parameters = book.meta("parameters", [])
+            attempts = {student: (count, when) for student, _, count, when in book.rows()}
+            for data in scored_reports(book, weights):
+                count, when = attempts[data["student"]]
+                tries = f"  [{count} attempts]" if count > 1 else ""
+                name = writers.terminal_safe(data["student"][:30])
+                print(f"{name:30} {data.get('score', 0):g}/{data.get('max_score', 0):g}  {when}  "
+                      f"{status_line(data, parameters)[:120]}{tries}")
+            for name, reason in book.skipped():
+                print(f"skipped {writers.terminal_safe(name)}: {reason}")
+    except GradebookError as error:
+        print(f"gradcheckers gradebook: {error}", file=sys.stderr)
+        return 2
     return 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import signal
 import tempfile
 import time
 import weakref
@@ -98,6 +99,7 @@ class Worker:
         self._final_output: str | None = None
         self._isolation: dict[str, str] = {}
         self.isolation_seconds = math.nan  # how long the latest worker took to confine itself (as it says)
+        self._retrying = False  # calling again after a SIGKILL from outside (issue 12)
 
     def __enter__(self) -> Worker:
         self.start()
@@ -206,6 +208,14 @@ class Worker:
             ) from None
         except wire.Gone:
             facts = self._kill()
+            if facts.get("signal") == signal.SIGKILL and not self._retrying:
+                # Our own kills go through _Timeout: this SIGKILL came from outside (a person, the OOM killer)
+                # or from the submission. Call once more in a fresh worker; only a second one is its doing.
+                self._retrying = True
+                try:
+                    return self.call(function, args, key=key, device=device)
+                finally:
+                    self._retrying = False
             raise death(
                 f"{function}()", facts, self._limits, "a gradient function must return its result, not end the process"
             ) from None

@@ -110,6 +110,7 @@ class SubmissionSession:
         *,
         run_all_cells: bool = False,
         sibling_imports: bool = False,
+        cache: _ReferenceCache | None = None,
     ) -> None:
         self.spec = spec
         self.settings = settings or CheckSettings()
@@ -121,7 +122,9 @@ class SubmissionSession:
             self.limits = dataclasses.replace(self.limits, numpy=True)
         self.report = SubmissionReport(spec, self.assignment.name, self.settings)
         self._worker: Worker | None = None
-        self._cache = _ReferenceCache(self.assignment)
+        # A cache shared across submissions (``grade`` passes one per job process) is safe: references are
+        # a pure function of the case and the assignment, whose name the caller keys its caches by.
+        self._cache = cache if cache is not None else _ReferenceCache(self.assignment)
         self._submission_seconds = 0.0
 
     # -- lifecycle --------------------------------------------------------------------------------------
@@ -233,8 +236,9 @@ def check_submission(
     run_all_cells: bool = False,
     on_result: Callable[[ParameterResult], None] | None = None,
     parameters: Sequence[str] | None = None,
+    cache: _ReferenceCache | None = None,
 ) -> SubmissionReport:
     """Check one ``.py``/``.ipynb`` submission (or bundled example name) and return its report."""
-    with SubmissionSession(spec, settings, limits, run_all_cells=run_all_cells) as session:
+    with SubmissionSession(spec, settings, limits, run_all_cells=run_all_cells, cache=cache) as session:
         session.check_all(on_result, parameters=parameters)
     return session.report

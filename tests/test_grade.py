@@ -73,7 +73,8 @@ def test_grade_a_course(tmp_path: Path) -> None:
 
     # Progress: plain lines (stderr is not a terminal here), ending with the total.
     progress = proc.stderr.splitlines()
-    assert progress and all(re.fullmatch(r"graded \d/8 submissions in \d+s \(\d+/min\)", line) for line in progress)
+    assert progress and all(re.fullmatch(r"graded \d/8 submissions in \d+s \(\d+/min, about \d+s left\)", line)
+                            for line in progress)
     assert progress[-1].startswith("graded 8/8 ")
 
     # One JSON report per student, valid, with the verdicts each submission deserves.
@@ -112,8 +113,13 @@ def test_grade_a_course(tmp_path: Path) -> None:
     assert re.fullmatch(r"student +W1 +b1 +W2 +b2 +total", lines[0])
     assert re.fullmatch(r"bob +ok +FAIL +ok +ok +5/6", lines[2])
     assert re.fullmatch(r"erin +- +- +- +- +0/6 +\(cannot check\)", lines[5])
-    assert re.match(r"8 submissions in [\d.]+s \(\d+/min\) with 2 job\(s\): 2 passed, 3 failed, 3 could not be "
-                    r"checked\.", lines[-1])
+    assert lines[9] == ("skipped _template.py: name starts with '_' (kept for the instructor's own files; rename "
+                        "it to grade it)")
+    assert lines[-3] == ("8 students in the gradebook: 2 passed, 3 failed, 3 not checkable, 0 grader infrastructure "
+                         "errors.")
+    assert re.fullmatch(r"This run: 8 graded in [\d.]+s \(\d+/min\) \(0 regraded\), 0 resumed unchanged, 0 retried "
+                        r"after a lost job process, 1 names skipped\.", lines[-2])
+    assert lines[-1] == f"Gradebook: {tmp_path / 'gradebook.sqlite'}; exports: {gradebook}, {reports_dir}/, {junit}"
 
     # One bad submission never skews another: each verdict is what checking that submission alone gives.
     from gradcheckers.cli import _limits, _parser, _settings
