@@ -20,8 +20,8 @@ from gradcheckers import (
     compute_references,
     finite_difference_gradients,
 )
-from gradcheckers.references import directional_derivatives
 from gradcheckers import strategies as gst
+from gradcheckers.references import directional_derivatives
 
 
 def deterministic(max_examples: int) -> settings:
