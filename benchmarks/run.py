@@ -20,36 +20,48 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer sizes and repeats (a minute or two)")
     parser.add_argument("--only", choices=BENCHMARKS, action="append", help="run only this one (repeatable)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
+    parser.add_argument("--readme", action="store_true", help="write the summary table into README.md")
     options = parser.parse_args(argv)
 
     import torch
 
     if options.threads:
         torch.set_num_threads(options.threads)
-    from benchmarks._harness import machine
+    from benchmarks._harness import heading, machine
 
     chosen = options.only or list(BENCHMARKS)
     started = time.perf_counter()
+    before = machine()
+    figures: dict[str, object] = {}
     print(f"# gradcheckers benchmarks{' (quick)' if options.quick else ''}\n")
-    print(f"Machine: {machine()}.")
+    print(f"Machine: {before}.")
     print("Times are medians over interleaved repeats; ratios are between figures of this run.")
     if "fd" in chosen:
         from benchmarks import finite_differences
 
-        finite_differences.run(quick=options.quick, threads=options.threads)
+        figures["fd"] = finite_differences.run(quick=options.quick, threads=options.threads)
     if "throughput" in chosen:
         from benchmarks import throughput
 
-        throughput.run(quick=options.quick)
+        figures["throughput"] = throughput.run(quick=options.quick)
     if "generic" in chosen:
         from benchmarks import generic
 
-        generic.run(quick=options.quick, threads=options.threads)
+        figures["generic"] = generic.run(quick=options.quick, threads=options.threads)
     if "gate" in chosen:
         from benchmarks import end_to_end
 
-        end_to_end.run(quick=options.quick)
-    print(f"\nDone in {time.perf_counter() - started:.0f} s. Machine at the end: {machine()}.")
+        figures["gate"] = end_to_end.run(quick=options.quick)
+    after = machine()
+    from benchmarks import summary
+
+    heading("Summary: the performance targets (issue 14)")
+    text = summary.render(summary.rows(figures), before, after, options.quick)
+    print(text)
+    if options.readme:
+        summary.write_readme(text)
+        print(f"(written to {summary.README.name})")
+    print(f"\nDone in {time.perf_counter() - started:.0f} s. Machine at the end: {after}.")
 
 
 if __name__ == "__main__":

@@ -353,7 +353,7 @@ def assert_gradients_agree(
     failures: list[Verdict] = []
     inconclusive: list[Verdict] = []
     if full:
-        fd = finite_difference_gradients(loss_fn, args64, names, step=step)
+        fd = finite_difference_gradients(loss_fn, args64, names, step=step, autograd=ag)
         for name in names:
             ref = ag[name].cpu()
             rounding = generic_rounding(ref, noise[name], params[name].dtype)

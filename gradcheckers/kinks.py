@@ -154,7 +154,7 @@ def one_sided_kinks(
             rows = torch.arange(4 * idx.numel(), device=theta.device)
             batch[rows, idx.repeat(4)] += (mult[:, None] * s[idx]).reshape(-1)
             with torch.no_grad():
-                losses = _losses_along(assignment.loss, a64, name, batch.reshape(-1, *theta.shape))
+                losses, _ = _losses_along(assignment.loss, a64, name, batch.reshape(-1, *theta.shape))
             values[:, lo : lo + idx.numel()] = losses.reshape(4, idx.numel())
         a1, b1 = values[0] - f0, f0 - values[1]
         a2, b2 = values[2] - f0, f0 - values[3]

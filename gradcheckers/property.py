@@ -23,6 +23,7 @@ from hypothesis.errors import Flaky
 from torch import Tensor
 
 from gradcheckers import strategies
+from gradcheckers._threads import one_thread_if_small
 from gradcheckers.assignment import DEFAULT_ASSIGNMENT, SIZE_NAMES, Assignment, Case, get_assignment
 from gradcheckers.compare import Verdict, WorstElement, judge_with_limits
 from gradcheckers.errors import InvalidArgument, SubmissionFailure
@@ -178,7 +179,8 @@ class _ReferenceCache:
         entry = self._entries.get(case)
         if entry is None:
             args = self.assignment.tensors(case)
-            entry = (args, compute_references(self.assignment, args))
+            with one_thread_if_small(args.values()):
+                entry = (args, compute_references(self.assignment, args))
             self._entries[case] = entry
             if len(self._entries) > self.size:
                 self._entries.popitem(last=False)
@@ -266,25 +268,26 @@ def evaluate_case(
     """Run one formula on one case and judge its result."""
     args, refs = cache.get(case)
     ordered = [args[name] for name in assignment.arguments]
-    try:
-        value = formula(*ordered)
-    except SubmissionFailure as failure:
-        return Verdict(parameter, "fail", failure.reason, failure.message, f"Case: {case.describe()}")
-    conclusive, allowed = cache.limits(case, tolerance)[parameter]
-    return judge_with_limits(
-        parameter,
-        value,
-        tuple(args[parameter].shape),
-        refs.autograd[parameter],
-        refs.finite_differences[parameter],
-        refs.fd_error[parameter],
-        conclusive,
-        allowed,
-        getattr(torch, case.dtype),
-        context=lambda: f"Case: {case.describe()}",
-        function=function,
-        kinked=refs.kinked.get(parameter) if refs.kinked is not None else None,
-    )
+    with one_thread_if_small(ordered):
+        try:
+            value = formula(*ordered)
+        except SubmissionFailure as failure:
+            return Verdict(parameter, "fail", failure.reason, failure.message, f"Case: {case.describe()}")
+        conclusive, allowed = cache.limits(case, tolerance)[parameter]
+        return judge_with_limits(
+            parameter,
+            value,
+            tuple(args[parameter].shape),
+            refs.autograd[parameter],
+            refs.finite_differences[parameter],
+            refs.fd_error[parameter],
+            conclusive,
+            allowed,
+            getattr(torch, case.dtype),
+            context=lambda: f"Case: {case.describe()}",
+            function=function,
+            kinked=refs.kinked.get(parameter) if refs.kinked is not None else None,
+        )
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ two-layer network does (``models.two_layer.finite_differences``).
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -96,9 +97,21 @@ class PromoteToFloat64(TorchFunctionMode):
         result = func(*args, **kwargs)
         if isinstance(result, Tensor) and result.numel() > self.largest:
             self.largest = result.numel()
-        if self.track_scale and isinstance(result, Tensor) and result.is_floating_point() and result.numel():
-            self.scale = max(self.scale, float(result.detach().abs().max()))
+        if self.track_scale and isinstance(result, Tensor) and result.is_floating_point():
+            values = _stored_values(result.detach())
+            if values.numel():
+                self.scale = max(self.scale, float(values.abs().max()))
         return result
+
+
+def _stored_values(t: Tensor) -> Tensor:
+    """The numbers a tensor stores: a sparse tensor's nonzeros (reductions such as max do not run on sparse
+    layouts, and the implicit zeros add nothing to the scale of the terms)."""
+    if t.layout == torch.sparse_coo:
+        return t._values()
+    if t.layout != torch.strided:
+        return t.values()  # the compressed layouts (CSR, CSC, BSR, BSC)
+    return t
 
 
 def _promote(x: object) -> object:
@@ -148,20 +161,28 @@ def _check_scalar(value: object) -> None:
         raise TypeError(f"the loss function must return a scalar tensor, got {shape}")
 
 
-def _losses_along(loss_fn: LossFn, args: Mapping[str, Tensor], name: str, batch: Tensor) -> Tensor:
-    """loss(args with args[name] replaced by each row of ``batch``), vectorized by vmap where it can be."""
+def _losses_along(loss_fn: LossFn, args: Mapping[str, Tensor], name: str, batch: Tensor) -> tuple[Tensor, bool]:
+    """loss(args with args[name] replaced by each row of ``batch``), vectorized by vmap where it can be, and
+    whether vmap batched them (False: one forward call per row)."""
 
     def one(p: Tensor) -> Tensor:
         return loss_fn(**{**args, name: p}).reshape(())
 
     try:
-        with PromoteToFloat64():
-            return torch.func.vmap(one)(batch)
+        with PromoteToFloat64(), warnings.catch_warnings():
+            # An op without a batching rule runs through vmap's per-copy fallback with a warning for every
+            # call; the result is right (or caught by the spot checks below), so the warning is only noise.
+            warnings.filterwarnings("ignore", message="There is a performance drop", category=UserWarning)
+            return torch.func.vmap(one)(batch).detach(), True
     except Exception:
         # Losses that call .item(), use data-dependent control flow or in-place ops on the batched tensor
         # cannot be vmapped; they still get every perturbation, one forward call at a time.
-        with PromoteToFloat64():
-            return torch.stack([one(p) for p in batch])
+        return _one_at_a_time(loss_fn, args, name, batch), False
+
+
+def _one_at_a_time(loss_fn: LossFn, args: Mapping[str, Tensor], name: str, batch: Tensor) -> Tensor:
+    with PromoteToFloat64():
+        return torch.stack([loss_fn(**{**args, name: p}).reshape(()) for p in batch]).detach()
 
 
 def _copies_per_call(largest: int) -> int:
@@ -173,6 +194,99 @@ def _copies_per_call(largest: int) -> int:
     return max(len(_MULTIPLIERS), budget // max(largest, 1))
 
 
+def _base(loss_fn: LossFn, args: Mapping[str, Tensor]) -> tuple[float, int]:
+    """The rounding error of one evaluation of the loss at ``args`` (float64), and the number of perturbed
+    copies per vmapped call (see _copies_per_call)."""
+    mode = PromoteToFloat64(track_scale=True)
+    with mode:
+        base = loss_fn(**args)
+    _check_scalar(base)
+    rounding = _LOSS_ROUNDING * _U64 * (base.detach().abs().item() + mode.scale + 1e-300)
+    return rounding, _copies_per_call(mode.largest)
+
+
+def _steps(flat: Tensor, step: float) -> Tensor:
+    """The step per element, s = step * max(1, |theta|); an infinite or NaN element gets the unit step (a
+    step of inf would turn its differences into inf - inf = NaN; -inf + s is -inf, a difference of 0)."""
+    return step * torch.where(flat.isfinite(), flat.abs(), 1.0).clamp(min=1)
+
+
+def _perturbed(flat: Tensor, s: Tensor, idx: Tensor) -> Tensor:
+    """Copies of ``flat``, row m * k + j moved by _MULTIPLIERS[m] * s[idx[j]] in element idx[j] (k = |idx|)."""
+    mult = torch.tensor(_MULTIPLIERS, dtype=torch.float64, device=flat.device)
+    k = idx.numel()
+    batch = flat.repeat(len(_MULTIPLIERS) * k, 1)
+    rows = torch.arange(len(_MULTIPLIERS) * k, device=flat.device)
+    batch[rows, idx.repeat(len(_MULTIPLIERS))] += (mult[:, None] * s[idx]).reshape(-1)
+    return batch
+
+
+def _agree(batched: Tensor, unbatched: Tensor, rounding: float) -> bool:
+    """Whether losses vmap computed match the same losses computed one call at a time. Each evaluation is
+    within ``rounding`` of the exact value (the model behind the error estimate), so two honest evaluations
+    of one point differ by at most 2 * rounding; NaN and infinities must match exactly."""
+    close = (batched - unbatched).abs() <= 2 * rounding
+    same = (batched == unbatched) | (batched.isnan() & unbatched.isnan())
+    return bool((close | same).all())
+
+
+def _perturbed_losses(
+    loss_fn: LossFn, args: Mapping[str, Tensor], name: str, s: Tensor, chunk: int, rounding: float
+) -> tuple[Tensor, bool]:
+    """The losses at every perturbation of args[name], shape (len(_MULTIPLIERS), numel), and whether they
+    came from vmap.
+
+    vmap has had batching rules that compute a different function (torch 2.13's ``index_fill`` with a
+    batched 0-d value): the estimate is then wrong while each copy evaluated alone is right. So the first
+    element's +s copy and the last element's -2s copy are evaluated again alone (2 calls per parameter); if
+    either disagrees, every copy is evaluated alone. A failure confined to other elements is caught by
+    the autograd cross-check of finite_difference_gradients.
+    """
+    theta = args[name]
+    flat = theta.reshape(-1)
+    numel = flat.numel()
+    values = torch.empty(len(_MULTIPLIERS), numel, dtype=torch.float64, device=theta.device)
+    batched = False
+    for lo in range(0, numel, chunk):
+        idx = torch.arange(lo, min(numel, lo + chunk), device=theta.device)
+        losses, vmapped = _losses_along(loss_fn, args, name, _perturbed(flat, s, idx).reshape(-1, *theta.shape))
+        batched |= vmapped
+        values[:, lo : lo + idx.numel()] = losses.reshape(len(_MULTIPLIERS), idx.numel())
+    if batched:
+        ends = torch.tensor([0, numel - 1], device=theta.device)
+        rows = _perturbed(flat, s, ends)[[0, 3 * 2 + 1]]  # (+s, first element) and (-2s, last element)
+        alone = _one_at_a_time(loss_fn, args, name, rows.reshape(-1, *theta.shape))
+        if not _agree(torch.stack([values[0, 0], values[3, -1]]), alone, rounding):
+            return _one_at_a_time(loss_fn, args, name, _perturbed(flat, s, torch.arange(numel)).reshape(
+                -1, *theta.shape)).reshape(len(_MULTIPLIERS), numel), False
+    return values, batched
+
+
+def _richardson(values: Tensor, s: Tensor, rounding: float) -> tuple[Tensor, Tensor]:
+    """Richardson's estimate (4 D(s) - D(2s)) / 3 from the losses at +-s, +-2s, and its error estimate."""
+    d1 = (values[0] - values[1]) / (2 * s)
+    d2 = (values[2] - values[3]) / (4 * s)
+    return (4 * d1 - d2) / 3, (d1 - d2).abs() / 3 + rounding / s
+
+
+# Elements of one parameter re-evaluated one copy at a time where the batched estimate disagrees with
+# autograd: each costs 4 loss calls, so 1,024 bound the extra cost near that of 4,096 forward passes. A
+# disagreement beyond that is a systematic failure the spot check of _perturbed_losses sees.
+_RECHECK_LIMIT = 1024
+
+
+def _disagreeing(grad: Tensor, err: Tensor, autograd: Tensor) -> Tensor:
+    """Indices (at most _RECHECK_LIMIT, the worst first) where finite differences and autograd disagree by
+    more than the estimate plus autograd's own float64 rounding (64 u max|g|, as in the honesty tests)."""
+    ag = autograd.reshape(-1).to(grad)
+    slack = 64 * _U64 * (ag[ag.isfinite()].abs().max().item() if bool(ag.isfinite().any()) else 0.0)
+    excess = (grad - ag).abs() / (err + slack + 1e-300)
+    bad = ag.isfinite() & ~(excess <= 1)
+    excess = torch.where(bad, excess.nan_to_num(nan=float("inf")), -1.0)
+    count = min(int(bad.sum()), _RECHECK_LIMIT)
+    return excess.topk(count).indices if count else excess.new_zeros(0, dtype=torch.long)
+
+
 def finite_difference_gradients(
     loss_fn: LossFn,
     args: Mapping[str, Tensor],
@@ -180,6 +294,7 @@ def finite_difference_gradients(
     *,
     step: float = DEFAULT_STEP,
     max_batch_elements: int = 1 << 22,
+    autograd: Mapping[str, Tensor] | None = None,
 ) -> dict[str, tuple[Tensor, Tensor]]:
     """Central-difference gradients of a scalar loss, with an error estimate per element, in float64.
 
@@ -187,37 +302,29 @@ def finite_difference_gradients(
     copies are stacked in chunks of at most ``max_batch_elements`` numbers and evaluated with one vmapped
     call per chunk. The estimate is Richardson's (4 D(s) - D(2s)) / 3, its error |D(s) - D(2s)| / 3 plus
     the rounding error of the loss, about 16 u (|loss| + its largest intermediate) / s.
+
+    Given ``autograd`` (gradients of the same loss, by name), the elements whose batched estimate disagrees
+    with it are evaluated again one copy at a time, so that an operator vmap batches wrongly cannot make the
+    two references disagree (the estimate is then the unbatched one, whatever it says).
     """
     args = _float64(args)
-    mode = PromoteToFloat64(track_scale=True)
-    with mode:
-        base = loss_fn(**args)
-    _check_scalar(base)
-    rounding = _LOSS_ROUNDING * _U64 * (base.detach().abs().item() + mode.scale + 1e-300)
-    # Copies per vmapped call: besides the max_batch_elements bound on their numbers, see _copies_per_call.
-    copies = _copies_per_call(mode.largest)
+    rounding, copies = _base(loss_fn, args)
     out: dict[str, tuple[Tensor, Tensor]] = {}
     for name in wrt:
         theta = args[name]
         flat = theta.reshape(-1)
         numel = flat.numel()
-        s = step * flat.abs().clamp(min=1)
-        mult = torch.tensor(_MULTIPLIERS, dtype=torch.float64, device=theta.device)
+        s = _steps(flat, step)
+        # Copies per vmapped call: besides the max_batch_elements bound on their numbers, see _copies_per_call.
         chunk = max(1, min(max_batch_elements // (len(_MULTIPLIERS) * max(numel, 1)), copies // len(_MULTIPLIERS)))
-        values = torch.empty(len(_MULTIPLIERS), numel, dtype=torch.float64, device=theta.device)
-        for lo in range(0, numel, chunk):
-            idx = torch.arange(lo, min(numel, lo + chunk), device=theta.device)
-            k = idx.numel()
-            batch = flat.repeat(len(_MULTIPLIERS) * k, 1)
-            rows = torch.arange(len(_MULTIPLIERS) * k, device=theta.device)
-            cols = idx.repeat(len(_MULTIPLIERS))
-            batch[rows, cols] += (mult[:, None] * s[idx]).reshape(-1)
-            losses = _losses_along(loss_fn, args, name, batch.reshape(-1, *theta.shape))
-            values[:, lo : lo + k] = losses.reshape(len(_MULTIPLIERS), k).detach()
-        d1 = (values[0] - values[1]) / (2 * s)
-        d2 = (values[2] - values[3]) / (4 * s)
-        grad = (4 * d1 - d2) / 3
-        err = (d1 - d2).abs() / 3 + rounding / s
+        values, batched = _perturbed_losses(loss_fn, args, name, s, chunk, rounding)
+        grad, err = _richardson(values, s, rounding)
+        if batched and autograd is not None and name in autograd:
+            idx = _disagreeing(grad, err, autograd[name])
+            if idx.numel():
+                alone = _one_at_a_time(loss_fn, args, name, _perturbed(flat, s, idx).reshape(-1, *theta.shape))
+                values[:, idx] = alone.reshape(len(_MULTIPLIERS), idx.numel())
+                grad, err = _richardson(values, s, rounding)
         out[name] = (grad.reshape(theta.shape), err.reshape(theta.shape))
     return out
 
@@ -235,25 +342,28 @@ def directional_derivatives(
 
     Used for large parameters where the full gradient would cost too many loss evaluations. Directions are
     drawn per tensor on purpose: a direction over the whole parameter vector weighs an error in one element
-    against the norm of everything else and misses it.
+    against the norm of everything else and misses it. The batched losses are spot-checked against one
+    unbatched call, as in finite_difference_gradients.
     """
     args = _float64(args)
-    mode = PromoteToFloat64(track_scale=True)
-    with mode:
-        base = loss_fn(**args)
-    _check_scalar(base)
-    rounding = _LOSS_ROUNDING * _U64 * (base.detach().abs().item() + mode.scale + 1e-300)
-    copies = _copies_per_call(mode.largest)
+    rounding, copies = _base(loss_fn, args)
     out: dict[str, tuple[Tensor, Tensor]] = {}
     for name in wrt:
         theta = args[name]
         d = directions[name].double()
-        s = step * max(1.0, theta.abs().max().item())
+        # One step for every direction, from the largest finite |theta| (an infinite element would make it
+        # infinite; a tensor with no elements has none).
+        finite = theta[theta.isfinite()]
+        s = step * max(1.0, finite.abs().max().item() if finite.numel() else 1.0)
         mult = torch.tensor(_MULTIPLIERS, dtype=torch.float64, device=theta.device)
         batch = theta[None, None] + (mult[:, None] * s).reshape(-1, 1, *([1] * theta.dim())) * d[None]
-        batch = batch.reshape(-1, *theta.shape)
-        losses = torch.cat([_losses_along(loss_fn, args, name, batch[lo : lo + copies])
-                            for lo in range(0, batch.shape[0], copies)]).reshape(4, -1).detach()
+        batch = batch.reshape(len(_MULTIPLIERS) * d.shape[0], *theta.shape)  # -1 is ambiguous with 0 elements
+        parts = [_losses_along(loss_fn, args, name, batch[lo : lo + copies]) for lo in range(0, batch.shape[0], copies)]
+        losses = torch.cat([p[0] for p in parts]) if parts else torch.zeros(0, dtype=torch.float64)
+        if any(p[1] for p in parts) and not _agree(losses[-1:], _one_at_a_time(loss_fn, args, name, batch[-1:]),
+                                                   rounding):
+            losses = _one_at_a_time(loss_fn, args, name, batch)
+        losses = losses.reshape(len(_MULTIPLIERS), -1)
         d1 = (losses[0] - losses[1]) / (2 * s)
         d2 = (losses[2] - losses[3]) / (4 * s)
         out[name] = ((4 * d1 - d2) / 3, (d1 - d2).abs() / 3 + rounding / s)
@@ -271,7 +381,7 @@ def compute_references(assignment: Assignment, args: Mapping[str, Tensor]) -> Re
     if assignment.finite_differences is not None:
         fd = assignment.finite_differences(args64)
     else:
-        fd = finite_difference_gradients(assignment.loss, args64, wrt)
+        fd = finite_difference_gradients(assignment.loss, args64, wrt, autograd=ag)
     rounding = assignment.rounding(args64) if assignment.rounding is not None else None
     kinked = kinked_elements(assignment, args)  # from the case's own dtype: it sets the rounding band
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from gradcheckers import _forkserver, confine
 from gradcheckers import _wire as wire
+from gradcheckers._forkserver import abandon_servers as abandon_server  # noqa: F401  (cli leaves by os._exit)
 from gradcheckers._forkserver import server as _server  # noqa: F401  (tests reach the server through here)
 from gradcheckers._replies import Replies, death, forbidden_message
 from gradcheckers.errors import InvalidArgument, LoadError, SubmissionFailure

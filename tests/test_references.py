@@ -12,8 +12,16 @@ from gradcheckers.models.two_layer import PARAMETERS
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from gradcheckers import Case, Sizes, autograd_gradients, compute_references, finite_difference_gradients
+from gradcheckers import (
+    Case,
+    Sizes,
+    assert_gradients_agree,
+    autograd_gradients,
+    compute_references,
+    finite_difference_gradients,
+)
 from gradcheckers import strategies as gst
+from gradcheckers.references import directional_derivatives
 
 
 def deterministic(max_examples: int) -> settings:
@@ -257,3 +265,85 @@ def test_the_generic_path_is_vectorized_not_a_loop_over_elements() -> None:
 def test_a_loss_that_is_not_a_scalar_is_refused() -> None:
     with pytest.raises(TypeError, match=r"scalar tensor, got \(3,\)"):
         finite_difference_gradients(lambda w: w * 2, {"w": torch.ones(3)}, ["w"])
+
+
+# --------------------------------------------------------------------------------------------------------
+# Robustness of the oracles (issue 9, item 6): empty parameters, sparse intermediates, infinite inputs and
+# operators that vmap batches wrongly
+
+
+def test_random_directions_accept_a_parameter_with_no_elements() -> None:
+    args = {"x": torch.zeros(0, dtype=torch.float64), "y": torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)}
+    directions = {"x": torch.randn(4, 0, dtype=torch.float64), "y": torch.randn(4, 3, dtype=torch.float64)}
+    dd = directional_derivatives(lambda x, y: (y**2).sum() + x.sum(), args, ["x", "y"], directions)
+    assert dd["x"][0].tolist() == [0.0] * 4
+    torch.testing.assert_close(dd["y"][0], directions["y"] @ (2 * args["y"]), rtol=1e-9, atol=1e-9)
+
+
+def test_assert_gradients_agree_along_directions_with_an_empty_parameter() -> None:
+    params = {"x": torch.zeros(0, dtype=torch.float64), "y": torch.tensor([1.0, -2.0], dtype=torch.float64)}
+    analytic = {"x": torch.zeros(0, dtype=torch.float64), "y": 2 * params["y"]}
+    assert_gradients_agree(lambda x, y: (y**2).sum() + x.sum(), params, analytic, max_full_elements=0)
+
+
+def _through_a_sparse_matrix(x: torch.Tensor) -> torch.Tensor:
+    return torch.sparse.mm(x.to_sparse(), torch.arange(3.0, dtype=x.dtype).reshape(3, 1)).pow(2).sum()
+
+
+def test_a_loss_with_a_sparse_intermediate_gets_finite_differences() -> None:
+    x = torch.tensor([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]], dtype=torch.float64)
+    ag = autograd_gradients(_through_a_sparse_matrix, {"x": x}, ["x"])["x"]
+    fd, err = finite_difference_gradients(_through_a_sparse_matrix, {"x": x}, ["x"])["x"]
+    assert bool(((fd - ag).abs() <= err).all())
+
+
+def _log_sum_exp_1d(x: torch.Tensor) -> torch.Tensor:
+    return torch.logsumexp(x, 0)
+
+
+def test_an_infinite_input_keeps_a_finite_step() -> None:
+    """log-sum-exp of (0.5, -inf, 1): the -inf entry's derivative is exp(-inf) = 0, not NaN."""
+    x = torch.tensor([0.5, -float("inf"), 1.0], dtype=torch.float64)
+    ag = autograd_gradients(_log_sum_exp_1d, {"x": x}, ["x"])["x"]
+    fd, err = finite_difference_gradients(_log_sum_exp_1d, {"x": x}, ["x"])["x"]
+    assert bool(err.isfinite().all()) and bool(((fd - ag).abs() <= err).all())
+    d = torch.tensor([[1.0, 1.0, 1.0], [0.5, -2.0, 0.25]], dtype=torch.float64)
+    along, along_err = directional_derivatives(_log_sum_exp_1d, {"x": x}, ["x"], {"x": d})["x"]
+    exact = d @ torch.nan_to_num(ag)
+    assert bool(along_err.isfinite().all()) and bool(((along - exact).abs() <= along_err).all())
+
+
+_FIRST = torch.tensor([0])
+
+
+def _index_fill_of_a_scalar(x: torch.Tensor) -> torch.Tensor:
+    """x * x, with one factor written into a 0-d tensor by index_fill: vmap batches this wrongly (torch 2.13
+    gives d/dx = x instead of 2x), while the same loss evaluated one copy at a time is right."""
+    return torch.zeros((), dtype=x.dtype).index_fill(0, _FIRST, x) * x
+
+
+def _index_fill_of_one_element(x: torch.Tensor) -> torch.Tensor:
+    """The same bug on one element of a vector: only x[0]'s batched differences are wrong."""
+    return (torch.ones(3, dtype=x.dtype).index_fill(0, _FIRST, x[0]) * x).sum()
+
+
+@pytest.mark.parametrize("loss", [_index_fill_of_a_scalar, _index_fill_of_one_element])
+def test_a_batching_failure_of_vmap_is_detected_and_evaluated_one_copy_at_a_time(loss: Callable) -> None:
+    x = torch.tensor(1.3, dtype=torch.float64) if loss is _index_fill_of_a_scalar else torch.tensor(
+        [1.3, -0.4, 2.0], dtype=torch.float64)
+    ag = autograd_gradients(loss, {"x": x}, ["x"])["x"]
+    fd, err = finite_difference_gradients(loss, {"x": x}, ["x"])["x"]
+    assert bool(((fd - ag).abs() <= err).all()), (fd, ag)
+
+
+def test_a_batching_failure_on_an_element_autograd_disagrees_with_is_recomputed() -> None:
+    """Given autograd, every element where the batched estimate disagrees with it is evaluated again one
+    copy at a time (the spot check of a few elements cannot see a bug confined to others)."""
+    x = torch.tensor([-0.4, 2.0, 1.3, 0.7], dtype=torch.float64)
+
+    def loss(x: torch.Tensor) -> torch.Tensor:  # the bug on x[2] only: neither the first nor the last
+        return (torch.ones(4, dtype=x.dtype).index_fill(0, torch.tensor([2]), x[2]) * x).sum()
+
+    ag = autograd_gradients(loss, {"x": x}, ["x"])
+    fd, err = finite_difference_gradients(loss, {"x": x}, ["x"], autograd=ag)["x"]
+    assert bool(((fd - ag["x"]).abs() <= err).all()), (fd, ag)
