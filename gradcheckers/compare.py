@@ -241,8 +241,8 @@ def _verdict(
             f"{parameter}: autograd and finite differences disagree on {n} of {got.numel()} element(s) "
             "(a kink, overflow or a too-coarse step), so this case says nothing about the formula"
             if not near else
-            f"{parameter}: {n} of {got.numel()} element(s) cannot be decided in this case ({near} depend on a "
-            "pre-activation so close to a kink that rounding or the finite-difference step crosses it)",
+            f"{parameter}: {n} of {got.numel()} element(s) cannot be decided in this case ({near} lie so close to a "
+            "kink or a branch that rounding or the finite-difference step crosses it)",
             _text(context),
         )
     return Verdict(parameter, "pass")
@@ -395,6 +395,7 @@ class _Oracle:
     fd_error: Tensor
     rounding: Tensor
     unstable: Tensor
+    kinked: Tensor
     project: Callable[[Tensor], Tensor] | None  # None: every element is compared
 
 
@@ -408,7 +409,7 @@ def _oracles(loss_fn: Callable[..., Tensor], params: Mapping[str, Tensor], names
         fd = finite_difference_gradients(loss_fn, args64, names, step=step)
         for n in names:
             out[n] = _Oracle(ag[n].cpu(), fd[n][0].cpu(), fd[n][1].cpu(), estimate.rounding[n].cpu(),
-                             estimate.unstable[n].cpu(), None)
+                             estimate.unstable[n].cpu(), estimate.kinked[n].cpu(), None)
         return out
     generator = torch.Generator().manual_seed(seed)
     dirs = {n: torch.randn(directions, *params[n].shape, generator=generator, dtype=torch.float64) for n in names}
@@ -419,9 +420,10 @@ def _oracles(loss_fn: Callable[..., Tensor], params: Mapping[str, Tensor], names
         project = lambda g, d=d: d @ g.reshape(-1).double().cpu()
         # The projection's allowance is the sum of the per-element allowances along the direction
         # (|d| @ rounding); an element float32 cannot decide makes every direction through it undecidable.
-        unstable = (d.abs() @ estimate.unstable[n].reshape(-1).double().cpu()) > 0
+        through = lambda mask, d=d: (d.abs() @ mask.reshape(-1).double().cpu()) > 0
         out[n] = _Oracle(project(ag[n]), dd[n][0].cpu(), dd[n][1].cpu(),
-                         d.abs() @ estimate.rounding[n].reshape(-1).cpu(), unstable, project)
+                         d.abs() @ estimate.rounding[n].reshape(-1).cpu(), through(estimate.unstable[n]),
+                         through(estimate.kinked[n]), project)
     return out
 
 
@@ -437,13 +439,15 @@ def _agreement(name: str, value: object, param: Tensor, oracle: _Oracle, toleran
     if oracle.project is not None and tuple(got.shape) == shape:
         directions = oracle.autograd.shape[0]
         label, judged_shape, got = f"{name} (along {directions} random directions)", (directions,), oracle.project(got)
-    conclusive = references_agree(oracle.autograd, oracle.fd, oracle.fd_error, oracle.rounding)
-    if dtype != torch.float64:
-        conclusive = conclusive & ~oracle.unstable
+    # Near a kink (in any dtype) or where float32 takes another branch (when judging float32 or below) the
+    # element cannot be decided: gradcheckers.rounding.
+    undecidable = oracle.kinked | (oracle.unstable if dtype != torch.float64 else oracle.kinked)
+    conclusive = references_agree(oracle.autograd, oracle.fd, oracle.fd_error, oracle.rounding) & ~undecidable
     allowed = allowed_error(oracle.autograd, oracle.rounding, dtype, tolerance)
     context = f"Device: {param.device}; {what}; judged in {dtype}: {why}"
     verdict = judge_with_limits(label, got, judged_shape, oracle.autograd, oracle.fd, oracle.fd_error, conclusive,
-                                allowed, dtype, context, function=None if label == name else f"the gradient of {label}")
+                                allowed, dtype, context, function=None if label == name else f"the gradient of {label}",
+                                kinked=undecidable if bool(undecidable.any()) else None)
     if verdict.reason in ("shape", "error"):
         return ParameterAgreement(name, "fail", dtype, 0, 0, None, math.inf, verdict.message)
     got64 = got.to(torch.float64) if isinstance(got, Tensor) else got
@@ -495,10 +499,10 @@ def assert_gradients_agree(
     for p in result.parameters.values():
         if p.inconclusive and p.status != "fail":
             unit = "element(s)" if oracles[p.name].project is None else "random direction(s)"
-            warnings.warn(
-                p.message or f"{p.name}: {p.inconclusive} of {p.checked + p.inconclusive} {unit} could not be "
-                "decided (the references disagree there, or float32 itself takes another branch)",
-                InconclusiveWarning, stacklevel=2)
+            summary = p.message.split("\n")[0] or (
+                f"{p.name}: {p.inconclusive} of {p.checked + p.inconclusive} {unit} could not be decided (the "
+                "references disagree there, or float32 itself takes another branch)")
+            warnings.warn(summary, InconclusiveWarning, stacklevel=2)
     failures = [p.message for p in result.parameters.values() if p.status == "fail"]
     if failures:
         raise GradientMismatchError("\n\n".join(failures))

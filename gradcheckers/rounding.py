@@ -39,6 +39,8 @@ larger of the tensor's largest entry and the terms' estimated size), no rounding
 explains it: a branch (argmax, sort, a kink, a sampled pooling window) went the other way in float32. Such
 an element cannot be judged in float32 or below; it is inconclusive there, and its float32 draw is left out
 of the estimate for float64 (which the float64 arm covers). Likewise where float32 overflows or gives NaN.
+Where the float64 arm itself moves that far, a kink (relu at 0, abs, max of ties) lies within NUDGE_ULPS of
+the parameters: the element cannot be judged in any dtype (the finite differences straddle it too).
 """
 
 from __future__ import annotations
@@ -99,10 +101,12 @@ LossFn = Callable[..., Tensor]
 
 @dataclass(frozen=True)
 class RoundingEstimate:
-    """Per parameter: the rounding magnitude E in units of u (any dtype), and where float32 is unstable."""
+    """Per parameter: the rounding magnitude E in units of u (any dtype); where float32 is unstable (cannot be
+    judged in float32 or below); where float64 itself is (a kink within NUDGE_ULPS: cannot be judged at all)."""
 
     rounding: dict[str, Tensor]
     unstable: dict[str, Tensor]
+    kinked: dict[str, Tensor]
 
 
 def _nudged(value: Tensor, ulps: int, generator: torch.Generator) -> Tensor:
@@ -162,29 +166,34 @@ def estimate_rounding(
     mode = PromoteToFloat64(track_scale=True)
     with torch.no_grad(), mode:
         loss_fn(**args64)
+    forward = mode.scale if math.isfinite(mode.scale) else 0.0
     rounding: dict[str, Tensor] = {}
     unstable: dict[str, Tensor] = {}
+    kinked: dict[str, Tensor] = {}
     for n in wrt:
-        ref = reference[n]
-        finite = torch.isfinite(ref)
-        largest = float(ref[finite].abs().max()) if bool(finite.any()) else 0.0
-        theta = args64[n]
-        size = max(1.0, float(theta.abs().max())) if theta.numel() else 1.0
-        forward = mode.scale if math.isfinite(mode.scale) else 0.0
-        scale = max(largest, forward / size)
-        # Per element the terms are about S / |theta_i| (see above), |theta_i| kept above LEAST_THETA of the
-        # largest so that a parameter of 0 does not make its element unjudgeable.
-        terms = forward / theta.abs().clamp(min=LEAST_THETA * size).to(ref.device)
-        e64 = torch.stack([d[n] for d in d64]).amax(0) / _U64 if samples else torch.zeros_like(ref)
-        if d32 is None:
-            e32 = torch.zeros_like(ref)
-            bad = torch.zeros_like(ref, dtype=torch.bool)
-        else:
-            worst32 = torch.stack([d[n] for d in d32]).amax(0)
-            bad = ~torch.isfinite(worst32) | (worst32 > UNSTABLE_FRACTION * scale)
-            e32 = torch.where(bad, 0.0, worst32) / _U32
-        e64 = torch.where(torch.isfinite(e64), e64, 0.0)
-        estimate = MODEL_SAFETY * torch.maximum(e32, e64) + FLOOR_TERMS * terms.clamp(min=largest)
-        rounding[n] = torch.where(finite, estimate, 0.0)
-        unstable[n] = bad & finite
-    return RoundingEstimate(rounding, unstable)
+        worst64 = torch.stack([d[n] for d in d64]).amax(0)
+        worst32 = None if d32 is None else torch.stack([d[n] for d in d32]).amax(0)
+        rounding[n], unstable[n], kinked[n] = _combined(reference[n], args64[n], forward, worst32, worst64)
+    return RoundingEstimate(rounding, unstable, kinked)
+
+
+def _combined(
+    ref: Tensor, theta: Tensor, forward: float, worst32: Tensor | None, worst64: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One parameter's (rounding, unstable, kinked) from the largest draw of each arm (see the module)."""
+    finite = torch.isfinite(ref)
+    largest = float(ref[finite].abs().max()) if bool(finite.any()) else 0.0
+    size = max(1.0, float(theta.abs().max())) if theta.numel() else 1.0
+    scale = max(largest, forward / size)
+    # Per element the terms are about S / |theta_i| (see above), |theta_i| kept above LEAST_THETA of the
+    # largest so that a parameter of 0 does not make its element unjudgeable.
+    terms = forward / theta.abs().clamp(min=LEAST_THETA * size).to(ref.device)
+    kinked = (~torch.isfinite(worst64) | (worst64 > UNSTABLE_FRACTION * scale)) & finite
+    e64 = torch.where(kinked, 0.0, worst64) / _U64
+    if worst32 is None:
+        e32, bad = torch.zeros_like(ref), kinked
+    else:
+        bad = ((~torch.isfinite(worst32) | (worst32 > UNSTABLE_FRACTION * scale)) & finite) | kinked
+        e32 = torch.where(bad, 0.0, worst32) / _U32
+    estimate = MODEL_SAFETY * torch.maximum(e32, e64) + FLOOR_TERMS * terms.clamp(min=largest)
+    return torch.where(finite, estimate, 0.0), bad, kinked

@@ -21,9 +21,11 @@ DTYPES = [torch.float64, torch.float32]
 def _case(layer: Layer, seed: int, dtype: torch.dtype) -> tuple[dict[str, torch.Tensor], torch.Tensor, Callable]:
     """Random sizes (N in 2..8, D in 1..6; the first case N=2, D=1), parameters and upstream gradient."""
     g = torch.Generator().manual_seed(seed)
-    n, d = (2, 1) if seed == 0 else (int(torch.randint(2, 9, (1,), generator=g)), int(torch.randint(1, 7, (1,),
-                                                                                                         generator=g)))
-    params = {k: (3 * torch.randn(s, generator=g, dtype=torch.float64)).to(dtype) for k, s in layer.shapes(n, d).items()}
+    n, d = int(torch.randint(2, 9, (1,), generator=g)), int(torch.randint(1, 7, (1,), generator=g))
+    if seed == 0:
+        n, d = 2, 1
+    shapes = layer.shapes(n, d)
+    params = {k: (3 * torch.randn(s, generator=g, dtype=torch.float64)).to(dtype) for k, s in shapes.items()}
     dy = torch.randn(layer.forward(**params).shape, generator=g, dtype=torch.float64).to(dtype)
     return params, dy, lambda **p: (layer.forward(**p) * dy).sum()
 
@@ -127,5 +129,5 @@ def test_a_batch_norm_backward_that_forgets_gamma_fails_under_the_default_policy
     loss = lambda **p: (batchnorm(**p) * dy).sum()
 
     assert assert_gradients_agree(loss, params, batchnorm_compact(x, gamma, beta, dy)).passed
-    with pytest.raises(GradientMismatchError, match="^the gradient of x disagrees"):
+    with pytest.raises(GradientMismatchError, match=r"^the gradient of x disagrees"):
         assert_gradients_agree(loss, params, batchnorm_forgets_gamma(x, gamma, beta, dy))
