@@ -21,7 +21,9 @@ _EXPORTS = {
     "Sizes": "gradcheckers.assignment",
     "available_assignments": "gradcheckers.assignment",
     "get_assignment": "gradcheckers.assignment",
+    "AgreementResult": "gradcheckers.compare",
     "InconclusiveWarning": "gradcheckers.compare",
+    "ParameterAgreement": "gradcheckers.compare",
     "Verdict": "gradcheckers.compare",
     "assert_gradients_agree": "gradcheckers.compare",
     "GradcheckersError": "gradcheckers.errors",
@@ -47,6 +49,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "AgreementResult",
     "Assignment",
     "Case",
     "CheckResult",
@@ -57,6 +60,7 @@ __all__ = [
     "InvalidArgument",
     "Limits",
     "LoadError",
+    "ParameterAgreement",
     "ParameterResult",
     "References",
     "Sizes",
@@ -94,7 +98,13 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from gradcheckers.assignment import Assignment, Case, Sizes, available_assignments, get_assignment
-    from gradcheckers.compare import InconclusiveWarning, Verdict, assert_gradients_agree
+    from gradcheckers.compare import (
+        AgreementResult,
+        InconclusiveWarning,
+        ParameterAgreement,
+        Verdict,
+        assert_gradients_agree,
+    )
     from gradcheckers.complex_step import complex_step_gradients, with_complex_step
     from gradcheckers.errors import (
         GradcheckersError,

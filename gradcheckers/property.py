@@ -28,7 +28,8 @@ from gradcheckers.assignment import DEFAULT_ASSIGNMENT, SIZE_NAMES, Assignment, 
 from gradcheckers.compare import Verdict, WorstElement, judge_with_limits
 from gradcheckers.errors import InvalidArgument, SubmissionFailure
 from gradcheckers.references import References, compute_references
-from gradcheckers.tolerance import Tolerance, allowed_error, generic_rounding, references_agree
+from gradcheckers.rounding import estimate_rounding
+from gradcheckers.tolerance import Tolerance, allowed_error, references_agree
 
 __all__ = [
     "CheckResult",
@@ -207,9 +208,12 @@ class _ReferenceCache:
             return torch.cat([tensors[name].reshape(-1) for name in names])
 
         autograd = flat(refs.autograd)
-        rounding = flat(refs.rounding if refs.rounding is not None else
-                        {n: generic_rounding(refs.autograd[n], None, dtype) for n in names})
+        estimate = None if refs.rounding is not None else estimate_rounding(
+            self.assignment.loss, self.get(case)[0], names, refs.autograd)  # gradcheckers.rounding
+        rounding = flat(estimate.rounding if estimate is not None else refs.rounding or {})
         conclusive = references_agree(autograd, flat(refs.finite_differences), flat(refs.fd_error), rounding)
+        if estimate is not None:
+            conclusive &= ~flat(estimate.unstable if dtype != torch.float64 else estimate.kinked)
         if refs.kinked is not None:
             kinked = {n: refs.kinked[n] if n in refs.kinked else torch.zeros_like(refs.autograd[n], dtype=torch.bool)
                       for n in names}

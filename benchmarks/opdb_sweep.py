@@ -1,0 +1,303 @@
+"""The default verdict over PyTorch's own operator corpus: false alarms and detection power.
+
+For every differentiable operator of ``torch.testing._internal.common_methods_invocations.op_db`` (its first
+three CPU samples, float64 and float32), a loss ``sum_k (output_k * w_k).sum()`` with fixed random weights
+``w_k`` is formed over the sample's floating tensor arguments, and its gradient is computed a *different*
+correct way than the references: forward-mode AD (``torch.func.jacfwd``) in the dtype being judged, or, in
+float32 where an operator has no forward-mode AD, the float64 autograd gradient rounded to float32. That
+gradient is judged by the default policy (``assert_gradients_agree``): any failure is a false alarm.
+
+Detection: the same gradient with one element multiplied by 1 + 1e-4 (float64) or 1 + 1e-2 (float32), one
+random element per parameter and trial, is judged again on the same references; the share caught is
+tabled by the element's size relative to the tensor's largest entry. Elements the verdict calls inconclusive
+are counted apart (nothing can be said there).
+
+``python -m benchmarks.opdb_sweep`` runs every operator (tens of minutes on a loaded 2-core machine);
+``--every N`` takes every N-th operator, ``--ops NAME...`` only those named.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+# Corruption and bucket edges of the issue's detection targets.
+CORRUPTION = {torch.float64: 1e-4, torch.float32: 1e-2}
+BUCKETS = (1e-2, 1e-4, 1e-8, 0.0)  # lower edges of |element| / max|gradient|
+SAMPLES_PER_OP = 3
+TRIALS = 3  # corrupted elements per parameter and sample
+MAX_ELEMENTS = 2048  # larger samples are skipped: jacfwd materialises a Jacobian per output element
+
+
+@dataclass
+class Tally:
+    judged: int = 0
+    false_alarms: list[str] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
+    inconclusive_elements: int = 0
+    elements: int = 0
+    caught: Counter[tuple[str, float]] = field(default_factory=Counter)
+    tried: Counter[tuple[str, float]] = field(default_factory=Counter)
+    uncaught_inconclusive: Counter[tuple[str, float]] = field(default_factory=Counter)
+    missed: list[str] = field(default_factory=list)
+
+
+def differentiable_ops(every: int = 1, names: tuple[str, ...] = ()) -> list:
+    from torch.testing._internal.common_methods_invocations import op_db
+
+    ops = [op for op in op_db if op.supports_autograd]
+    if names:
+        ops = [op for op in ops if op.name in names or f"{op.name}.{op.variant_test_name}" in names]
+    return ops[::every]
+
+
+def _label(op) -> str:
+    return op.name + (f".{op.variant_test_name}" if op.variant_test_name else "")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One sample as a loss of named floating tensors."""
+
+    loss: Callable[..., Tensor]
+    params: dict[str, Tensor]
+
+
+def _problem(op, sample, dtype: torch.dtype, seed: int) -> Problem | None:
+    leaves: dict[str, Tensor] = {}
+    slots: list[tuple[str, object]] = []
+
+    def lift(x: object, name: str) -> object:
+        if isinstance(x, Tensor) and x.is_floating_point() and not x.is_complex() and x.layout == torch.strided:
+            leaves[name] = x.detach().to(dtype)
+            return ("leaf", name)
+        return ("fixed", x)
+
+    inputs = sample.input if isinstance(sample.input, (list, tuple)) else None
+    if inputs is not None:
+        first = [lift(x, f"input{i}") for i, x in enumerate(inputs)]
+    else:
+        first = lift(sample.input, "input")
+    rest = [lift(x, f"arg{i}") for i, x in enumerate(sample.args)]
+    slots = [("input", first), *(("arg", r) for r in rest)]
+    if not leaves or sum(v.numel() for v in leaves.values()) > MAX_ELEMENTS:
+        return None
+    kwargs = sample.kwargs
+    generator = torch.Generator().manual_seed(seed)
+    weights: list[Tensor] = []
+
+    def resolve(slot: object, p: dict[str, Tensor]) -> object:
+        kind, value = slot  # type: ignore[misc]
+        return p[value] if kind == "leaf" else value  # type: ignore[index]
+
+    def call(**p: Tensor) -> Tensor:
+        head = [resolve(s, p) for s in first] if inputs is not None else resolve(first, p)  # type: ignore[union-attr]
+        out = op(head, *(resolve(r, p) for r in rest), **kwargs)
+        outs = [o for o in (out if isinstance(out, (list, tuple)) else (out,))
+                if isinstance(o, Tensor) and o.is_floating_point() and not o.is_complex()]
+        while len(weights) < len(outs):
+            weights.append(torch.randn(outs[len(weights)].shape, generator=generator, dtype=torch.float64))
+        total = sum(((o * w.to(o.dtype)).sum() for o, w in zip(outs, weights)), torch.zeros((), dtype=dtype))
+        return total
+
+    del slots
+    with torch.no_grad():
+        call(**leaves)  # draws the weights once, outside any vmap
+    return Problem(call, leaves)
+
+
+def _forward_mode(problem: Problem) -> dict[str, Tensor] | None:
+    names = list(problem.params)
+    try:
+        jac = torch.func.jacfwd(lambda *xs: problem.loss(**dict(zip(names, xs))), argnums=tuple(range(len(names))))(
+            *problem.params.values())
+    except Exception:
+        return None
+    return {n: j.detach().reshape(problem.params[n].shape) for n, j in zip(names, jac)}
+
+
+def _analytic(op, problem: Problem, dtype: torch.dtype) -> tuple[dict[str, Tensor], str] | None:
+    """The gradient computed another correct way, and which way."""
+    from gradcheckers.references import autograd_gradients
+
+    if op.supports_forward_ad:
+        got = _forward_mode(problem)
+        if got is not None and all(g.dtype == dtype for g in got.values()):
+            return got, "forward-mode AD"
+    if dtype == torch.float32:
+        ref = autograd_gradients(problem.loss, problem.params, list(problem.params))
+        return {n: g.float() for n, g in ref.items()}, "float64 autograd rounded to float32"
+    return None
+
+
+def _bucket(ratio: float) -> float:
+    return next(edge for edge in BUCKETS if ratio >= edge)
+
+
+def _corrupted(analytic: Tensor, index: int, delta: float) -> Tensor:
+    wrong = analytic.clone()
+    wrong.view(-1)[index] *= 1 + delta
+    return wrong
+
+
+def judge_sample(op, sample, dtype: torch.dtype, seed: int, tally: Tally) -> None:
+    from gradcheckers.compare import DEFAULT_TOLERANCE, _agreement, _oracles
+
+    problem = _problem(op, sample, dtype, seed)
+    if problem is None:
+        tally.skipped["no floating tensor argument or too large"] += 1
+        return
+    found = _analytic(op, problem, dtype)
+    if found is None:
+        tally.skipped["no forward-mode AD (float64)"] += 1
+        return
+    analytic, _ = found
+    names = list(problem.params)
+    try:
+        oracles = _oracles(problem.loss, problem.params, names, step=1e-5, max_full_elements=4096, directions=16,
+                           seed=seed)
+    except Exception as error:  # the operator's sample cannot run as a loss here (in-place, complex output)
+        tally.skipped[f"references raise {type(error).__name__}"] += 1
+        return
+    tally.judged += 1
+    what = f"{_label(op)} sample {seed % SAMPLES_PER_OP} {str(dtype)[6:]}"
+    for n in names:
+        if analytic[n].shape != problem.params[n].shape:
+            tally.skipped["forward-mode gradient of another shape"] += 1
+            continue
+        verdict = _agreement(n, analytic[n], problem.params[n], oracles[n], DEFAULT_TOLERANCE, "sweep")
+        tally.elements += problem.params[n].numel()
+        tally.inconclusive_elements += verdict.inconclusive if oracles[n].project is None else 0
+        if verdict.status == "fail":
+            tally.false_alarms.append(f"{what} {n}: {verdict.message.splitlines()[0]}")
+            continue
+        _detect(what, n, problem, analytic[n], oracles[n], dtype, seed, tally)
+
+
+def _detect(what: str, name: str, problem: Problem, analytic: Tensor, oracle, dtype: torch.dtype, seed: int,
+            tally: Tally) -> None:
+    from gradcheckers.compare import DEFAULT_TOLERANCE, _agreement
+    from gradcheckers.tolerance import allowed_error
+
+    numel = analytic.numel()
+    if not numel:
+        return
+    generator = torch.Generator().manual_seed(seed)
+    ref = problem_reference(problem, name, oracle)
+    largest = float(ref.abs().max())
+    # An element no larger than its own allowance is rounding noise around 0 (the gradient of normalize along
+    # its own direction, say): a relative corruption of it is no error, and it is counted apart.
+    noise = None if oracle.project is not None else (
+        ref.abs() <= allowed_error(oracle.autograd, oracle.rounding, dtype, DEFAULT_TOLERANCE)).reshape(-1)
+    for _ in range(TRIALS):
+        index = int(torch.randint(numel, (1,), generator=generator))
+        value = float(ref.reshape(-1)[index].abs())
+        if largest == 0 or value == 0 or not math.isfinite(value):
+            continue
+        if noise is not None and bool(noise[index]):
+            tally.tried[(str(dtype)[6:], -1.0)] += 1
+            continue
+        key = (str(dtype)[6:], _bucket(value / largest))
+        wrong = _corrupted(analytic, index, CORRUPTION[dtype])
+        verdict = _agreement(name, wrong, problem.params[name], oracle, DEFAULT_TOLERANCE, "sweep")
+        tally.tried[key] += 1
+        if verdict.status == "fail":
+            tally.caught[key] += 1
+        elif verdict.inconclusive and oracle.project is None:
+            tally.uncaught_inconclusive[key] += 1
+            tally.missed.append(f"{what} {name}[{index}] = {value:.3g}: inconclusive")
+        else:
+            allowed = verdict.worst.allowed if verdict.worst else math.nan
+            tally.missed.append(f"{what} {name}[{index}] = {value:.3g} ({value / largest:.2g} of the largest), "
+                                f"allowed {allowed:.3g}")
+
+
+def problem_reference(problem: Problem, name: str, oracle) -> Tensor:
+    """The float64 autograd gradient of one parameter (the oracle holds projections beyond 4096 elements)."""
+    if oracle.project is None:
+        return oracle.autograd
+    from gradcheckers.references import autograd_gradients
+
+    return autograd_gradients(problem.loss, problem.params, [name])[name]
+
+
+def sweep(ops: list, dtypes: tuple[torch.dtype, ...] = (torch.float64, torch.float32),
+          progress: bool = False) -> Tally:
+    tally = Tally()
+    started = time.perf_counter()
+    for k, op in enumerate(ops):
+        for dtype in dtypes:
+            for i, sample in enumerate(_samples(op)):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    try:
+                        judge_sample(op, sample, dtype, SAMPLES_PER_OP * k + i, tally)
+                    except Exception as error:  # a sample the loss cannot be formed from: count, never crash
+                        tally.skipped[f"sample raises {type(error).__name__}"] += 1
+        if progress and k % 25 == 0:
+            print(f"  {k}/{len(ops)} ops, {tally.judged} samples judged, {len(tally.false_alarms)} false alarms "
+                  f"({time.perf_counter() - started:.0f} s)", flush=True)
+    return tally
+
+
+def _samples(op) -> Iterator:
+    try:
+        samples = op.sample_inputs("cpu", torch.float64, requires_grad=False)
+        for i, sample in enumerate(samples):
+            if i >= SAMPLES_PER_OP:
+                return
+            yield sample
+    except Exception:
+        return
+
+
+def report(tally: Tally) -> str:
+    lines = [f"samples judged: {tally.judged}; parameter elements {tally.elements:,}, "
+             f"{tally.inconclusive_elements:,} inconclusive",
+             f"false alarms: {len(tally.false_alarms)}"]
+    lines += [f"  {line}" for line in tally.false_alarms]
+    lines.append("skipped: " + (", ".join(f"{why} {n}" for why, n in tally.skipped.most_common()) or "none"))
+    lines.append("")
+    lines.append("elements within their own allowance of 0 (rounding noise, not corrupted): "
+                 + ", ".join(f"{d} {tally.tried[(d, -1.0)]}" for d in ("float64", "float32")))
+    lines.append("")
+    lines.append("| dtype (corruption) | element / largest | caught | of | share | not caught, inconclusive |")
+    lines.append("| --- | --- | --: | --: | --: | --: |")
+    for dtype in ("float64", "float32"):
+        for edge, upper in zip(BUCKETS, (math.inf, *BUCKETS)):
+            key = (dtype, edge)
+            tried = tally.tried[key]
+            share = f"{100 * tally.caught[key] / tried:.1f}%" if tried else "-"
+            span = f">= {edge:g}" if upper == math.inf else f"{edge:g} - {upper:g}"
+            delta = CORRUPTION[getattr(torch, dtype)]
+            lines.append(f"| {dtype} ({delta:g}) | {span} | {tally.caught[key]} | {tried} | {share} | "
+                         f"{tally.uncaught_inconclusive[key]} |")
+    lines.append(f"\ncorrupted elements not caught (first 40 of {len(tally.missed)}):")
+    lines += [f"  {line}" for line in tally.missed[:40]]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--every", type=int, default=1, help="take every N-th differentiable operator")
+    parser.add_argument("--ops", nargs="*", default=(), help="only these operators (name or name.variant)")
+    options = parser.parse_args()
+    torch.set_num_threads(1)
+    ops = differentiable_ops(options.every, tuple(options.ops))
+    started = time.perf_counter()
+    tally = sweep(ops, progress=True)
+    print(f"\n{len(ops)} differentiable operators of op_db, first {SAMPLES_PER_OP} samples, float64 and float32, "
+          f"{time.perf_counter() - started:.0f} s\n")
+    print(report(tally))
+
+
+if __name__ == "__main__":
+    main()

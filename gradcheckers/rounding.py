@@ -1,0 +1,199 @@
+"""A per-element rounding model for any loss: how far a *correct* gradient may be off, measured on the loss.
+
+Without a hand-written rounding analysis (see :mod:`gradcheckers.assignment`), a gradient used to be allowed
+``256 u max|g|`` on every element. That is too tight where an element is a small difference of large terms
+(a batch-norm input gradient sums to exactly 0 over the batch: every element is such a difference) and too
+loose everywhere else (in float32, 6e-5 of the largest entry hides a 1% error in any element below 6e-3 of
+it). What a correct computation may be off by depends on the terms that produced each element, which only
+the computation knows; so we ask the computation, by stochastic arithmetic (CESTAC, Vignes 1993; Parker's
+Monte Carlo arithmetic, 1997): run the same gradient again with the rounding randomised and look at how far
+the results move.
+
+Derivation. To first order, a computation in precision u returns ``g + u * sum_j c_j delta_j`` with
+|delta_j| <= 1, one delta per rounding and ``c_j`` the sensitivity of the result to it (the running-error
+bound of Wilkinson/Higham is ``u * sum_j |c_j|``). Cancellation makes ``sum_j |c_j|`` large against |g| and
+is then what decides. Two arms estimate ``E = sum_j |c_j|`` per element, in units of u, so that one estimate
+serves every dtype (the error in dtype d is about u_d E):
+
+* **float32 arm**: autograd run in float32 on the parameters rounded to float32, and again with each
+  parameter moved by -1, 0 or +1 float32 ulp at random, each compared with the float64 gradient:
+  ``|g32 - g64| / u32`` is one draw of ``|sum_j c_j delta_j|`` (with the deltas of float32's roundings).
+* **float64 arm**: the float64 gradient recomputed with every parameter moved by up to NUDGE_ULPS float64 ulps in a
+  random direction: ``|g64' - g64| / u64`` shows the sensitivity at float64's own scale, and is the arm that
+  sees the float64 *reference's* own rounding (where float32 happens to be exact, say).
+
+Each draw of ``|sum_j c_j delta_j|`` is, for random deltas, of the order of ``sqrt(sum_j c_j^2)``, which is
+at most ``E`` and rarely far below it when a few terms dominate (the cancelling case); the largest of
+``SAMPLES`` draws per arm, times MODEL_SAFETY, stands in for E. Last, a floor: a correct formula written in
+another order may round where autograd happened to be exact (a constant gradient, an exact 0), by a few
+roundings of the terms it sums. Those terms are not always visible in any gradient (normalize of a 1-vector
+has an exactly-0 gradient that a formula computes as dy/r - y (y.dy)/r, two terms of size |dy|/r, and
+autograd, float32 or not, returns an exact 0): their size is estimated from the loss's own forward values,
+as the finite differences estimate the loss's rounding (:mod:`gradcheckers.references`): a gradient is a
+change of the loss per change of the parameter, so its terms are about S / |theta_i| for a loss that scales
+like a power of theta_i, S the largest |value| of any intermediate of the forward pass. The floor is
+FLOOR_TERMS times the larger of that and the tensor's largest entry.
+
+**Unstable elements.** Where float32 autograd is off by more than UNSTABLE_FRACTION of that same scale (the
+larger of the tensor's largest entry and the terms' estimated size), no rounding of a smooth computation
+explains it: a branch (argmax, sort, a kink, a sampled pooling window) went the other way in float32. Such
+an element cannot be judged in float32 or below; it is inconclusive there, and its float32 draw is left out
+of the estimate for float64 (which the float64 arm covers). Likewise where float32 overflows or gives NaN.
+Where the float64 arm itself moves that far, a kink (relu at 0, abs, max of ties) lies within NUDGE_ULPS of
+the parameters: the element cannot be judged in any dtype (the finite differences straddle it too).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from gradcheckers.references import PromoteToFloat64, autograd_gradients
+
+__all__ = [
+    "FLOOR_TERMS",
+    "LEAST_THETA",
+    "MODEL_SAFETY",
+    "NUDGE_ULPS",
+    "SAMPLES",
+    "UNSTABLE_FRACTION",
+    "RoundingEstimate",
+    "estimate_rounding",
+]
+
+# Draws per arm: the unperturbed float32 run plus SAMPLES - 1 perturbed ones, and SAMPLES perturbed float64
+# runs. With one dominant term a draw is about |c| (always close); with many comparable terms a draw is
+# roughly normal with deviation sqrt(sum c^2), and the largest of 4 draws is below a quarter of that deviation
+# with probability under (0.2)^4 = 0.0016 per arm.
+SAMPLES = 4
+# The largest draw stands for E = sum |c_j|: x4 covers E up to 4 times the typical draw (many terms of mixed
+# size, and a different summation order in the formula being judged); measured on the corpus of hand-written
+# backward passes and op_db (tests/test_verdict_corpus.py, benchmarks/opdb_sweep.py), x2 left false alarms.
+MODEL_SAFETY = 8.0
+# A few roundings of the largest entry (see above); in float32 this is 4 * 1 * u32 = 2.4e-7 of the largest
+# entry once ROUNDING_SAFETY (4) is applied, below the 1e-6 that one 1% error in an element of 1e-4 of the
+# largest entry makes.
+FLOOR_TERMS = 1.0
+# 2^-10 of the largest entry is 16,000 float32 ulps of it: far beyond the rounding of any smooth computation
+# of a sensible size (n roundings reach n u only in the worst case), so a branch taken differently.
+UNSTABLE_FRACTION = 2.0**-10
+
+# How far the float64 arm moves each parameter: a float64 kernel's rounding can be the same for every input
+# within a few ulps (layer_norm of one feature returns 2.8e-14 for an exact 0, unchanged by 1-ulp moves); up
+# to 64 ulps changes it (measured: 0, 2.8e-14, 1.1e-13 across draws). The moves also add the gradient's
+# sensitivity to 64 ulps of its inputs, cond * 64 u: in float64 7e-15 cond relative, far below the 1e-12 of
+# the largest entry that detection needs; the float32 arm moves by 1 ulp, float32 being the tight one.
+NUDGE_ULPS = 64
+# The floor's S / |theta_i| with |theta_i| at least 2^-10 of max(1, max|theta|): a parameter element of 0
+# would make it infinite. Below 1e-3 of the largest the homogeneity argument is a guess anyway, and the floor
+# stays at most 1024 S / max(1, max|theta|): in float32 4 u32 1024 = 2.4e-4 of the terms there.
+LEAST_THETA = 2.0**-10
+
+_U32 = 2.0**-24
+_U64 = 2.0**-53
+
+LossFn = Callable[..., Tensor]
+
+
+@dataclass(frozen=True)
+class RoundingEstimate:
+    """Per parameter: the rounding magnitude E in units of u (any dtype); where float32 is unstable (cannot be
+    judged in float32 or below); where float64 itself is (a kink within NUDGE_ULPS: cannot be judged at all)."""
+
+    rounding: dict[str, Tensor]
+    unstable: dict[str, Tensor]
+    kinked: dict[str, Tensor]
+
+
+def _nudged(value: Tensor, ulps: int, generator: torch.Generator) -> Tensor:
+    """``value`` with every element moved by a random whole number of its own ulps in [-ulps, ulps]."""
+    steps = torch.randint(-ulps, ulps + 1, value.shape, generator=generator).to(value.device, value.dtype)
+    return value + steps * (torch.nextafter(value, torch.full_like(value, torch.inf)) - value)
+
+
+def _float32_draws(
+    loss_fn: LossFn, args64: Mapping[str, Tensor], wrt: Sequence[str], reference: Mapping[str, Tensor],
+    samples: int, generator: torch.Generator,
+) -> list[dict[str, Tensor]] | None:
+    """|g32 - g64| for the unperturbed and samples - 1 nudged float32 runs, or None where float32 cannot run
+    (a loss that mixes its argument with float64 data it holds, say)."""
+    args32 = {k: v.float() if v.is_floating_point() else v for k, v in args64.items()}
+    draws = []
+    for k in range(samples):
+        args = args32 if k == 0 else {n: _nudged(v, 1, generator) if n in wrt else v for n, v in args32.items()}
+        try:
+            g = autograd_gradients(loss_fn, args, wrt, promote=False)
+        except Exception:  # the user's loss in a dtype it was not written for: the float64 arm still runs
+            return None
+        draws.append({n: (g[n].double() - reference[n]).abs() for n in wrt})
+    return draws
+
+
+def _float64_draws(
+    loss_fn: LossFn, args64: Mapping[str, Tensor], wrt: Sequence[str], reference: Mapping[str, Tensor],
+    samples: int, generator: torch.Generator,
+) -> list[dict[str, Tensor]]:
+    draws = []
+    for _ in range(samples):
+        args = {n: _nudged(v, NUDGE_ULPS, generator) if n in wrt else v for n, v in args64.items()}
+        g = autograd_gradients(loss_fn, args, wrt)
+        draws.append({n: (g[n] - reference[n]).abs() for n in wrt})
+    return draws
+
+
+def estimate_rounding(
+    loss_fn: LossFn,
+    args: Mapping[str, Tensor],
+    wrt: Sequence[str],
+    reference: Mapping[str, Tensor],
+    *,
+    samples: int = SAMPLES,
+    seed: int = 0,
+) -> RoundingEstimate:
+    """The rounding model of this module for the gradient of ``loss_fn(**args)`` with respect to ``wrt``.
+
+    ``reference`` is the float64 autograd gradient at ``args`` (already computed by the caller). The result
+    is on the reference's device and dtype; a NaN or infinite reference gets E = 0 there (the verdict
+    treats such elements on its own)."""
+    generator = torch.Generator().manual_seed(seed)
+    args64 = {k: v.detach().double() if v.is_floating_point() else v for k, v in args.items()}
+    d32 = _float32_draws(loss_fn, args64, wrt, reference, samples, generator)
+    d64 = _float64_draws(loss_fn, args64, wrt, reference, samples, generator)
+    mode = PromoteToFloat64(track_scale=True)
+    with torch.no_grad(), mode:
+        loss_fn(**args64)
+    forward = mode.scale if math.isfinite(mode.scale) else 0.0
+    rounding: dict[str, Tensor] = {}
+    unstable: dict[str, Tensor] = {}
+    kinked: dict[str, Tensor] = {}
+    for n in wrt:
+        worst64 = torch.stack([d[n] for d in d64]).amax(0)
+        worst32 = None if d32 is None else torch.stack([d[n] for d in d32]).amax(0)
+        rounding[n], unstable[n], kinked[n] = _combined(reference[n], args64[n], forward, worst32, worst64)
+    return RoundingEstimate(rounding, unstable, kinked)
+
+
+def _combined(
+    ref: Tensor, theta: Tensor, forward: float, worst32: Tensor | None, worst64: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One parameter's (rounding, unstable, kinked) from the largest draw of each arm (see the module)."""
+    finite = torch.isfinite(ref)
+    largest = float(ref[finite].abs().max()) if bool(finite.any()) else 0.0
+    size = max(1.0, float(theta.abs().max())) if theta.numel() else 1.0
+    scale = max(largest, forward / size)
+    # Per element the terms are about S / |theta_i| (see above), |theta_i| kept above LEAST_THETA of the
+    # largest so that a parameter of 0 does not make its element unjudgeable.
+    terms = forward / theta.abs().clamp(min=LEAST_THETA * size).to(ref.device)
+    kinked = (~torch.isfinite(worst64) | (worst64 > UNSTABLE_FRACTION * scale)) & finite
+    e64 = torch.where(kinked, 0.0, worst64) / _U64
+    if worst32 is None:
+        e32, bad = torch.zeros_like(ref), kinked
+    else:
+        bad = ((~torch.isfinite(worst32) | (worst32 > UNSTABLE_FRACTION * scale)) & finite) | kinked
+        e32 = torch.where(bad, 0.0, worst32) / _U32
+    estimate = MODEL_SAFETY * torch.maximum(e32, e64) + FLOOR_TERMS * terms.clamp(min=largest)
+    return torch.where(finite, estimate, 0.0), bad, kinked
