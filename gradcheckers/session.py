@@ -37,6 +37,7 @@ class SubmissionReport:
     """Everything the report writers need about one checked submission."""
 
     submission: str
+    # The assignment as given (a bundled name or ``path/to/file.py[:NAME]``): what reproduces the run.
     assignment: str
     settings: CheckSettings
     parameters: dict[str, ParameterResult] = field(default_factory=dict)
@@ -44,6 +45,8 @@ class SubmissionReport:
     load_reason: str | None = None
     output: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    # The assignment's parameters, when the caller has the assignment at hand (else looked up by ``assignment``).
+    parameter_names: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -73,7 +76,7 @@ class SubmissionReport:
             "load_error": self.load_error,
             "load_reason": self.load_reason,
             "score": self.score(),
-            "max_score": float(len(get_assignment(self.assignment).parameters)),
+            "max_score": float(len(self.parameter_names or get_assignment(self.assignment).parameters)),
             "parameters": {name: r.to_json() for name, r in self.parameters.items()},
             "output": self.output,
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
@@ -111,7 +114,9 @@ class SubmissionSession:
         self.limits = limits or Limits()
         self.run_all_cells = run_all_cells
         self.assignment = get_assignment(self.settings.assignment)
-        self.report = SubmissionReport(spec, self.assignment.name, self.settings)
+        # The spec, not the assignment's display name: a definition file is found again only by its path.
+        self.report = SubmissionReport(spec, self.settings.assignment, self.settings,
+                                       parameter_names=self.assignment.parameters)
         self._worker: Worker | None = None
         self._cache = _ReferenceCache(self.assignment)
         self._submission_seconds = 0.0

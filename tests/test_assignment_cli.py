@@ -1,0 +1,53 @@
+"""``gradcheckers check`` and ``grade`` with ``--assignment FILE.py``, through the real command line.
+
+Issue 11, item 1: both crashed with a traceback (exit 1) on the shipped template, because the report looked the
+assignment up again by its name, which only bundled assignments have.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import gradcheckers
+from test_cli import FAST, gradcheckers as run_cli
+
+SUBMISSIONS = Path(__file__).parent / "submissions"
+TEMPLATE = Path(gradcheckers.__file__).parent / "examples" / "assignments" / "template.py"
+
+
+def test_check_with_the_template_file_passes_a_correct_submission(tmp_path: Path) -> None:
+    run = run_cli("check", str(SUBMISSIONS / "ridge_correct.py"), "--assignment", str(TEMPLATE), *FAST,
+                  tmp_path=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.report["passed"] and set(run.report["parameters"]) == {"W", "b"}
+    assert run.report["max_score"] == 2.0 and run.report["score"] == 2.0
+
+
+def test_check_with_the_template_file_fails_a_wrong_one_and_names_the_file_to_reproduce(tmp_path: Path) -> None:
+    run = run_cli("check", str(SUBMISSIONS / "ridge_wrong_b.py"), "--assignment", str(TEMPLATE), *FAST,
+                  tmp_path=tmp_path)
+    assert run.returncode == 1, run.stdout + run.stderr
+    b = run.report["parameters"]["b"]
+    assert not b["passed"] and b["reason"] in ("shape", "mismatch")
+    assert run.report["parameters"]["W"]["passed"]
+    # The command that reproduces the failure must name the file, not the assignment's display name.
+    assert f"--assignment {TEMPLATE}" in run.stdout
+
+
+def test_grade_with_the_template_file(tmp_path: Path) -> None:
+    course = tmp_path / "course"
+    course.mkdir()
+    shutil.copy(SUBMISSIONS / "ridge_correct.py", course / "alice.py")
+    shutil.copy(SUBMISSIONS / "ridge_wrong_b.py", course / "bob.py")
+    run = run_cli("grade", str(course), "--assignment", str(TEMPLATE), "--jobs", "1", *FAST,
+                  "--csv", str(tmp_path / "book.csv"), "--reports", str(tmp_path / "reports"), tmp_path=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = {row["student"]: row for row in csv.DictReader((tmp_path / "book.csv").open())}
+    assert set(rows) == {"alice", "bob"}
+    alice = json.loads((tmp_path / "reports" / "alice.json").read_text())
+    bob = json.loads((tmp_path / "reports" / "bob.json").read_text())
+    assert alice["passed"] and alice["max_score"] == 2.0
+    assert not bob["passed"] and not bob["parameters"]["b"]["passed"]
