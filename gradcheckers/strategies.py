@@ -12,14 +12,14 @@ the device to cpu and the seed to 0.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import torch
 from hypothesis import strategies as st
 from torch import Tensor
 
-from gradcheckers.assignment import SIZE_NAMES, Assignment, Case, Sizes, get_assignment
+from gradcheckers.assignment import SIZE_NAMES, Assignment, Case, Hyperparameter, Sizes, get_assignment
 from gradcheckers.errors import InvalidArgument
 
 __all__ = [
@@ -30,6 +30,8 @@ __all__ = [
     "cases",
     "devices",
     "dtypes",
+    "hyperparameter",
+    "named_sizes",
     "scales",
     "seeds",
     "sizes",
@@ -85,6 +87,64 @@ def sizes(
     for name, (lo, hi) in bounds.items():
         _check_bounds(name, lo, hi)
     return st.builds(Sizes, **{name: st.integers(lo, hi) for name, (lo, hi) in bounds.items()})
+
+
+SizeBound = tuple[int, int] | int
+HyperValue = Any  # a Hyperparameter domain, a Hypothesis strategy, or one fixed value
+
+
+def hyperparameter(domain: HyperValue, name: str = "hyperparameter") -> st.SearchStrategy[Any]:
+    """The strategy for one hyperparameter: a :class:`~gradcheckers.assignment.Hyperparameter` domain (ints and floats
+    shrink to ``low``, choices to the first, booleans to False), a Hypothesis
+    strategy as it is, or any other value held fixed."""
+    if isinstance(domain, st.SearchStrategy):
+        return domain
+    if not isinstance(domain, Hyperparameter):
+        return st.just(domain)
+    if domain.kind == "int":
+        return st.integers(int(domain.low or 0), int(domain.high or 0))
+    if domain.kind == "float":
+        assert domain.low is not None and domain.high is not None
+        # low first: a failure that does not depend on the value shrinks to the bound, as a size does.
+        return st.just(domain.low) | st.floats(domain.low, domain.high, allow_nan=False, allow_infinity=False)
+    if domain.kind == "choice":
+        return st.sampled_from(domain.values)
+    if domain.kind == "bool":
+        return st.booleans()
+    raise InvalidArgument(f"{name}={domain!r}: unknown kind {domain.kind!r}")
+
+
+def named_sizes(
+    bounds: Mapping[str, SizeBound],
+    hyperparameters: Mapping[str, HyperValue] | None = None,
+    *,
+    where: Callable[[Sizes], bool] | None = None,
+) -> st.SearchStrategy[Sizes]:
+    """Sizes by any names, each ``(min, max)`` or one fixed int, plus hyperparameters (see :func:`hyperparameter`),
+    drawn together as one :class:`~gradcheckers.assignment.Sizes`. ``where(sizes)`` states the constraints between
+    them (``pad < kernel``, an output size of at least 1); cases that break it are never drawn.
+
+    Sizes shrink towards their minimum and hyperparameters towards their simplest value, so that a
+    counterexample names the smallest problem and the plainest settings."""
+    parts: dict[str, st.SearchStrategy[Any]] = {}
+    for name, bound in bounds.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise InvalidArgument(f"size name {name!r} must be an identifier")
+        lo, hi = (bound, bound) if isinstance(bound, int) and not isinstance(bound, bool) else _pair(name, bound)
+        _check_bounds(name, lo, hi)
+        parts[name] = st.integers(lo, hi)
+    for name, domain in (hyperparameters or {}).items():
+        if not isinstance(name, str) or not name.isidentifier() or name in parts:
+            raise InvalidArgument(f"hyperparameter name {name!r} must be an identifier and not also a size")
+        parts[name] = hyperparameter(domain, name)
+    drawn = st.fixed_dictionaries(parts).map(lambda values: Sizes(**values))
+    return drawn.filter(where) if where is not None else drawn
+
+
+def _pair(name: str, bound: Any) -> tuple[Any, Any]:
+    if not isinstance(bound, (tuple, list)) or len(bound) != 2:
+        raise InvalidArgument(f"sizes[{name!r}]={bound!r} must be (min, max) or one int")
+    return bound[0], bound[1]
 
 
 def dtypes(include: Sequence[str] = ("float64", "float32")) -> st.SearchStrategy[str]:
