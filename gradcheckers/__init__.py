@@ -19,6 +19,15 @@ _EXPORTS = {
     "Assignment": "gradcheckers.assignment",
     "Case": "gradcheckers.assignment",
     "Sizes": "gradcheckers.assignment",
+    "Hyperparameter": "gradcheckers.assignment",
+    "BackwardResult": "gradcheckers.backward",
+    "Input": "gradcheckers.backward",
+    "Layer": "gradcheckers.backward",
+    "assert_backward": "gradcheckers.backward",
+    "check_backward": "gradcheckers.backward",
+    "labels": "gradcheckers.backward",
+    "mask": "gradcheckers.backward",
+    "positive": "gradcheckers.backward",
     "available_assignments": "gradcheckers.assignment",
     "get_assignment": "gradcheckers.assignment",
     "InconclusiveWarning": "gradcheckers.compare",
@@ -48,13 +57,17 @@ _EXPORTS = {
 
 __all__ = [
     "Assignment",
+    "BackwardResult",
     "Case",
     "CheckResult",
     "CheckSettings",
     "GradcheckersError",
     "GradientMismatchError",
+    "Hyperparameter",
     "InconclusiveWarning",
+    "Input",
     "InvalidArgument",
+    "Layer",
     "Limits",
     "LoadError",
     "ParameterResult",
@@ -65,9 +78,11 @@ __all__ = [
     "Tolerance",
     "Verdict",
     "__version__",
+    "assert_backward",
     "assert_gradients_agree",
     "autograd_gradients",
     "available_assignments",
+    "check_backward",
     "check_formulas",
     "check_submission",
     "complex_step_gradients",
@@ -75,6 +90,9 @@ __all__ = [
     "finite_difference_gradients",
     "formulas_from_namespace",
     "get_assignment",
+    "labels",
+    "mask",
+    "positive",
     "with_complex_step",
 ]
 
@@ -93,7 +111,17 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from gradcheckers.assignment import Assignment, Case, Sizes, available_assignments, get_assignment
+    from gradcheckers.assignment import Assignment, Case, Hyperparameter, Sizes, available_assignments, get_assignment
+    from gradcheckers.backward import (
+        BackwardResult,
+        Input,
+        Layer,
+        assert_backward,
+        check_backward,
+        labels,
+        mask,
+        positive,
+    )
     from gradcheckers.compare import InconclusiveWarning, Verdict, assert_gradients_agree
     from gradcheckers.complex_step import complex_step_gradients, with_complex_step
     from gradcheckers.errors import (

@@ -51,7 +51,8 @@ class Sizes:
             values[name] = value
         object.__setattr__(self, "_items", tuple(values.items()))
 
-    def __getattr__(self, name: str) -> SizeValue:
+    # Any, not SizeValue: a size is an int where an assignment's shapes use it, which only the assignment knows.
+    def __getattr__(self, name: str) -> Any:
         for key, value in object.__getattribute__(self, "_items"):
             if key == name:
                 return value
@@ -60,7 +61,7 @@ class Sizes:
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Sizes are immutable: use .replace(name=value)")
 
-    def __getitem__(self, name: str) -> SizeValue:
+    def __getitem__(self, name: str) -> Any:
         try:
             return self.__getattr__(name)
         except AttributeError:

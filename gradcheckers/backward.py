@@ -231,8 +231,14 @@ def _split(result: Any) -> tuple[Any, Any]:
 
 def _draw(layer: _Layer, case: Case) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(case.seed)
-    return {name: np.asarray(spec.draw(case.sizes, rng) if isinstance(spec, Input) else spec(case.sizes, rng))
-            for name, spec in layer.inputs.items()}
+    drawn = {}
+    for name, spec in layer.inputs.items():
+        try:
+            drawn[name] = np.asarray(spec.draw(case.sizes, rng) if isinstance(spec, Input) else spec(case.sizes, rng))
+        except (AttributeError, KeyError) as error:  # a size the drawing function uses but `sizes` does not bound
+            raise InvalidArgument(f"inputs[{name!r}] could not be drawn at {case.sizes!r}: {error}; give every size "
+                                  "it uses in sizes=") from None
+    return drawn
 
 
 def _in_dtype(layer: _Layer, arrays: Mapping[str, np.ndarray], dtype: str) -> list[Any]:
@@ -345,9 +351,13 @@ def _torch_references(fn: Callable[..., Any], layer: _Layer, case: Case, arrays:
                                         promote=False)
             noise = {n: (native[n].double() - ag[n]).abs() for n in layer.wrt}
     except Exception as error:
-        raise ReferenceFailure(f"the reference forward {getattr(fn, '__name__', fn)!s} failed on {case.describe()}: "
-                               f"{_describe(error)}") from error
+        raise _reference_failure(fn, case, error) from error
     return _TorchReferences(ag, fd, noise)
+
+
+def _reference_failure(fn: Callable[..., Any], case: Case, error: BaseException) -> ReferenceFailure:
+    return ReferenceFailure(f"the reference forward {getattr(fn, '__name__', fn)!s} failed on {case.describe()}: "
+                            f"{_describe(error)}")
 
 
 def _numpy_differences(layer: _Layer, case: Case, arrays: Mapping[str, np.ndarray], dout64: np.ndarray,
@@ -392,8 +402,11 @@ def _forward_verdict(layer: _Layer, case: Case, arrays: Mapping[str, np.ndarray]
                      dtype: torch.dtype) -> Verdict:
     """The student's forward output against the reference forward's, in float64 (generic rounding)."""
     assert layer.reference is not None
-    ref = _split(layer.reference(*_torch_args(arrays).values(), **_hyper(layer, case)))[0]
-    ref = torch.as_tensor(ref).detach().to(torch.float64)
+    try:
+        ref = _split(layer.reference(*_torch_args(arrays).values(), **_hyper(layer, case)))[0]
+        ref = torch.as_tensor(ref).detach().to(torch.float64)
+    except Exception as error:
+        raise _reference_failure(layer.reference, case, error) from error
     rounding = generic_rounding(ref, None, dtype)
     allowed = allowed_error(ref, rounding, dtype, layer.tolerance)
     conclusive = torch.isfinite(ref)

@@ -89,7 +89,7 @@ def sizes(
     return st.builds(Sizes, **{name: st.integers(lo, hi) for name, (lo, hi) in bounds.items()})
 
 
-SizeBound = tuple[int, int] | int
+SizeBound = tuple[int, int] | int | Callable[[Sizes], int]
 HyperValue = Any  # a Hyperparameter domain, a Hypothesis strategy, or one fixed value
 
 
@@ -120,16 +120,21 @@ def named_sizes(
     *,
     where: Callable[[Sizes], bool] | None = None,
 ) -> st.SearchStrategy[Sizes]:
-    """Sizes by any names, each ``(min, max)`` or one fixed int, plus hyperparameters (see :func:`hyperparameter`),
+    """Sizes by any names, each ``(min, max)``, one fixed int, or a function of the others (``lambda s: s.A * s.B``,
+    computed after them), plus hyperparameters (see :func:`hyperparameter`),
     drawn together as one :class:`~gradcheckers.assignment.Sizes`. ``where(sizes)`` states the constraints between
     them (``pad < kernel``, an output size of at least 1); cases that break it are never drawn.
 
     Sizes shrink towards their minimum and hyperparameters towards their simplest value, so that a
     counterexample names the smallest problem and the plainest settings."""
     parts: dict[str, st.SearchStrategy[Any]] = {}
+    derived: dict[str, Callable[[Sizes], Any]] = {}
     for name, bound in bounds.items():
         if not isinstance(name, str) or not name.isidentifier():
             raise InvalidArgument(f"size name {name!r} must be an identifier")
+        if callable(bound):
+            derived[name] = bound
+            continue
         lo, hi = (bound, bound) if isinstance(bound, int) and not isinstance(bound, bool) else _pair(name, bound)
         _check_bounds(name, lo, hi)
         parts[name] = st.integers(lo, hi)
@@ -137,7 +142,13 @@ def named_sizes(
         if not isinstance(name, str) or not name.isidentifier() or name in parts:
             raise InvalidArgument(f"hyperparameter name {name!r} must be an identifier and not also a size")
         parts[name] = hyperparameter(domain, name)
-    drawn = st.fixed_dictionaries(parts).map(lambda values: Sizes(**values))
+    def build(values: dict[str, Any]) -> Sizes:
+        sizes = Sizes(**values)
+        for name, compute in derived.items():  # in order: a derived size may use the ones before it
+            sizes = Sizes(**sizes.as_dict(), **{name: compute(sizes)})
+        return sizes
+
+    drawn = st.fixed_dictionaries(parts).map(build)
     return drawn.filter(where) if where is not None else drawn
 
 

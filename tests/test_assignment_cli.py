@@ -11,8 +11,10 @@ import json
 import shutil
 from pathlib import Path
 
+from test_cli import FAST
+from test_cli import gradcheckers as run_cli
+
 import gradcheckers
-from test_cli import FAST, gradcheckers as run_cli
 
 SUBMISSIONS = Path(__file__).parent / "submissions"
 TEMPLATE = Path(gradcheckers.__file__).parent / "examples" / "assignments" / "template.py"

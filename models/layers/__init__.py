@@ -8,8 +8,9 @@ name) and differently written correct ones (which must pass).
 
 from __future__ import annotations
 
-from gradcheckers.backward import Layer
 from gradcheckers.models.layers import elementwise, losses, normalization, recurrent, spatial
+
+from gradcheckers.backward import Layer
 
 __all__ = ["LAYERS"]
 

@@ -41,7 +41,8 @@ def _affine_reference(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
 def _affine_einsum(dout: np.ndarray, cache: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     x, w = cache
     flat = x.reshape(len(x), -1)
-    return np.einsum("nm,dm->nd", dout, w).reshape(x.shape), np.einsum("nd,nm->dm", flat, dout), np.einsum("nm->m", dout)
+    dx = np.einsum("nm,dm->nd", dout, w).reshape(x.shape)
+    return dx, np.einsum("nd,nm->dm", flat, dout), np.einsum("nm->m", dout)
 
 
 def _affine_loops(dout: np.ndarray, cache: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -66,7 +67,7 @@ def _affine_dx_flat(dout: np.ndarray, cache: Any) -> tuple[np.ndarray, ...]:
 
 
 def _affine_dw_no_upstream(dout: np.ndarray, cache: Any) -> tuple[np.ndarray, ...]:
-    x, w = cache
+    x, _w = cache
     dx, _, db = affine_backward(dout, cache)
     return dx, x.reshape(len(x), -1).T @ np.ones_like(dout), db
 

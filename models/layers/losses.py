@@ -215,7 +215,7 @@ def _word2vec_split(center: np.ndarray, o: np.ndarray, u: np.ndarray) -> tuple[f
 
 
 def _w2v_center_no_y(center: np.ndarray, o: np.ndarray, u: np.ndarray) -> tuple[float, tuple[np.ndarray, ...]]:
-    loss, (gc, go) = naive_softmax_loss_and_gradient(center, o, u)
+    loss, (_gc, go) = naive_softmax_loss_and_gradient(center, o, u)
     scores = u @ center
     p = np.exp(scores - scores.max())
     return loss, (u.T @ (p / p.sum()), go)
@@ -228,7 +228,7 @@ def _w2v_outside_transposed(center: np.ndarray, o: np.ndarray, u: np.ndarray) ->
 
 def _w2v_center_only_true_word(center: np.ndarray, o: np.ndarray, u: np.ndarray
                                ) -> tuple[float, tuple[np.ndarray, ...]]:
-    loss, (gc, go) = naive_softmax_loss_and_gradient(center, o, u)
+    loss, (_gc, go) = naive_softmax_loss_and_gradient(center, o, u)
     return loss, (-u[o], go)
 
 

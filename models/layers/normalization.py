@@ -65,7 +65,7 @@ def _batchnorm_compact(dout: np.ndarray, cache: Any) -> tuple[np.ndarray, ...]:
 
 
 def _bn_dx_ignores_statistics(dout: np.ndarray, cache: Any) -> tuple[np.ndarray, ...]:
-    xhat, gamma, inv = cache
+    _xhat, gamma, inv = cache
     _, dgamma, dbeta = batchnorm_backward(dout, cache)
     return dout * gamma * inv, dgamma, dbeta  # as if the mean and variance were constants
 
@@ -81,7 +81,7 @@ def _bn_dbeta_mean(dout: np.ndarray, cache: Any) -> tuple[np.ndarray, ...]:
 
 
 def _bn_dx_missing_variance_term(dout: np.ndarray, cache: Any) -> tuple[np.ndarray, ...]:
-    xhat, gamma, inv = cache
+    _xhat, gamma, inv = cache
     _, dgamma, dbeta = batchnorm_backward(dout, cache)
     dxhat = dout * gamma
     return inv * (dxhat - dxhat.mean(axis=0)), dgamma, dbeta
@@ -162,7 +162,7 @@ def _ln_dgamma_wrong_axis(dout: np.ndarray, cache: Any) -> tuple[np.ndarray, ...
 
 
 def _ln_missing_variance_term(dout: np.ndarray, cache: Any) -> tuple[np.ndarray, ...]:
-    xhat, gamma, inv = cache
+    _xhat, gamma, inv = cache
     _, dgamma, dbeta = layernorm_backward(dout, cache)
     dxhat = dout * gamma
     return inv * (dxhat - dxhat.mean(axis=1, keepdims=True)), dgamma, dbeta

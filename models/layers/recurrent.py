@@ -50,7 +50,7 @@ def _rnn_per_sample(dnext_h: np.ndarray, cache: Any) -> tuple[np.ndarray, ...]:
 
 
 def _rnn_tanh_of_input(dnext_h: np.ndarray, cache: Any) -> tuple[np.ndarray, ...]:
-    x, prev_h, wx, wh, next_h = cache
+    x, prev_h, wx, wh, _next_h = cache
     a = x @ wx + prev_h @ wh
     da = dnext_h * (1 - a**2)  # 1 - a^2 of the pre-activation (without b) instead of 1 - tanh(a)^2
     return da @ wx.T, da @ wh.T, x.T @ da, prev_h.T @ da, da.sum(axis=0)
@@ -62,7 +62,7 @@ def _rnn_dwh_skips_tanh(dnext_h: np.ndarray, cache: Any) -> tuple[np.ndarray, ..
 
 
 def _rnn_dprev_h_uses_wx(dnext_h: np.ndarray, cache: Any) -> tuple[np.ndarray, ...]:
-    x, prev_h, wx, wh, next_h = cache
+    _x, prev_h, _wx, wh, next_h = cache
     dx, _, dwx, dwh, db = rnn_step_backward(dnext_h, cache)
     da = dnext_h * (1 - next_h**2)
     return dx, (da @ wh).reshape(prev_h.shape), dwx, dwh, db  # Wh not transposed

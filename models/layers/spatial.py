@@ -56,7 +56,7 @@ def _conv_reference(x: Tensor, w: Tensor, b: Tensor, stride: int, pad: int) -> T
 def _conv_loops(dout: np.ndarray, cache: Any) -> tuple[np.ndarray, ...]:
     """Six nested loops, one multiply-add at a time, the padding handled by bounds checks instead of np.pad."""
     x, w, stride, pad = cache
-    n, c, h, wd = x.shape
+    n, _c, h, wd = x.shape
     f, _, kh, kw = w.shape
     dx, dw, db = np.zeros_like(x), np.zeros_like(w), np.zeros(f, dtype=dout.dtype)
     for s in range(n):
@@ -103,7 +103,7 @@ def _conv_padding_kept(dout: np.ndarray, cache: Any) -> tuple[np.ndarray, ...]:
 
 
 def _conv_stride_ignored(dout: np.ndarray, cache: Any) -> tuple[np.ndarray, ...]:
-    x, w, stride, pad = cache
+    x, w, _stride, pad = cache
     dx, _, db = conv_backward(dout, cache)
     _, dw, _ = conv_backward(dout, (x, w, 1, pad))  # windows at i, not i * stride
     return dx, dw, db
@@ -199,7 +199,7 @@ def _maxpool_unravel(dout: np.ndarray, cache: Any) -> np.ndarray:
 
 
 def _maxpool_window_is_stride(dout: np.ndarray, cache: Any) -> np.ndarray:
-    x, pool, stride = cache
+    x, _pool, stride = cache
     return maxpool_backward(dout, (x, stride, stride))  # the window's size taken from the stride
 
 
