@@ -8,11 +8,12 @@ dtype, device and the seed its tensors are drawn from, so that seven small field
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -224,10 +225,41 @@ class Assignment:
     fixed_sizes: Mapping[str, int] = field(default_factory=dict)
     kinks: Callable[[TensorMap], Tensor] | None = None
     min_sizes: Mapping[str, int] = field(default_factory=dict)
+    # Named sizes: each name's (min, max), one fixed int, or a function of the others; None means the seed's four
+    # (batch, n_feature, n_hidden, n_output) with the default bounds, fixed_sizes and min_sizes above.
+    sizes: Mapping[str, Any] | None = None
+    # Hyperparameters (Hyperparameter.ints/floats/choices/booleans, a Hypothesis strategy, or a fixed value): drawn,
+    # shrunk and reported like sizes, and passed as keywords to loss, reference, the hooks and every submitted
+    # function.
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+    # The constraint between sizes and hyperparameters (``lambda s: s.pad < s.K``): cases that break it are never
+    # drawn, nor tried by a diagnosis.
+    constraint: Callable[[Sizes], bool] | None = None
+    # Python source appended to a submission in its worker, defining ADAPTER_FUNCTION(*arguments, **hyper) that
+    # returns a mapping of the parameters' gradients: how a layer assignment calls a course's forward/backward.
+    adapter: str | None = None
 
     @property
     def arguments(self) -> tuple[str, ...]:
         return self.inputs + self.parameters
+
+    def hyperparameter_values(self, case: Case) -> dict[str, Any]:
+        """The case's hyperparameters by name (empty for an assignment without any)."""
+        return {name: case.sizes[name] for name in self.hyperparameters}
+
+    def bound(self, case: Case) -> Assignment:
+        """This assignment with the case's hyperparameters bound as keywords of loss, reference and the hooks."""
+        hyper = self.hyperparameter_values(case)
+        if not hyper:
+            return self
+
+        def bind(hook: Callable[..., Any] | None) -> Callable[..., Any] | None:
+            return None if hook is None else functools.partial(hook, **hyper)
+
+        return replace(self, loss=functools.partial(self.loss, **hyper),
+                       reference=functools.partial(self.reference, **hyper), autograd=bind(self.autograd),
+                       finite_differences=bind(self.finite_differences), rounding=bind(self.rounding),
+                       kinks=bind(self.kinks), hyperparameters={})
 
     def tensors(self, case: Case) -> dict[str, Tensor]:
         """The case's arguments at its dtype and device (floating tensors only are cast)."""
@@ -247,7 +279,13 @@ _BUILTIN = {
     "softmax-classifier": "gradcheckers.models.softmax:SOFTMAX_CLASSIFIER",
     "logistic-regression": "gradcheckers.models.logistic:LOGISTIC_REGRESSION",
 }
+# The layer pack (gradcheckers.models.layers.LAYERS, each a backward.Layer turned into an assignment on first use).
+LAYER_NAMES = ("affine", "relu", "leaky-relu", "sigmoid", "tanh", "softmax-loss", "svm-loss", "word2vec-naive-softmax",
+               "batchnorm", "layernorm", "dropout", "conv", "maxpool", "rnn-step")
+_BUILTIN.update({name: f"gradcheckers.models.layers:{name}" for name in LAYER_NAMES})
 DEFAULT_ASSIGNMENT = "two-layer-sigmoid"
+# The function an assignment's ``adapter`` defines in the submission's namespace.
+ADAPTER_FUNCTION = "_gradcheckers_gradients"
 COMPLEX_STEP_SUFFIX = "+complex-step"
 
 

@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 from torch import Tensor
 
 from gradcheckers import strategies
-from gradcheckers.assignment import Case, Hyperparameter, Sizes
+from gradcheckers.assignment import Assignment, Case, Hyperparameter, Sizes
 from gradcheckers.compare import Verdict, judge, judge_with_limits
 from gradcheckers.errors import GradientMismatchError, InvalidArgument
 from gradcheckers.references import autograd_gradients, finite_difference_gradients
@@ -143,7 +143,7 @@ def positive(shape: tuple[int | str, ...]) -> Input:
 InputSpec = Input | tuple[int | str, ...] | Drawer
 
 
-def _as_input(name: str, spec: InputSpec) -> Input | Drawer:
+def as_input(name: str, spec: InputSpec) -> Input | Drawer:
     if isinstance(spec, Input):
         return spec
     if isinstance(spec, tuple) and all(isinstance(d, (int, str)) and not isinstance(d, bool) for d in spec):
@@ -514,7 +514,7 @@ def _layer(forward: Forward, backward: Backward, inputs: Mapping[str, InputSpec]
         raise InvalidArgument(f"inputs={inputs!r} must be a non-empty mapping of names to shapes or Inputs")
     if framework not in ("numpy", "torch"):
         raise InvalidArgument(f"framework={framework!r} must be 'numpy' or 'torch'")
-    specs = {name: _as_input(name, spec) for name, spec in inputs.items()}
+    specs = {name: as_input(name, spec) for name, spec in inputs.items()}
     if wrt is None:
         wrt = [n for n, s in specs.items() if not isinstance(s, Input) or s.is_differentiable]
     unknown = [n for n in wrt if n not in specs]
@@ -663,6 +663,20 @@ class Layer:
     where: Callable[[Sizes], bool] | None = None
     wrong: Mapping[str, Variant] = field(default_factory=dict)
     correct: Mapping[str, Variant] = field(default_factory=dict)
+    # The names a submission defines for the gate: (forward, backward), or (loss, None) for a loss that returns its
+    # own gradients (``loss, dx = softmax_loss(x, y)``). Default: <name>_forward, <name>_backward.
+    functions: tuple[str, str | None] | None = None
+
+    @property
+    def function_names(self) -> tuple[str, str | None]:
+        base = self.name.replace("-", "_")
+        return self.functions or (f"{base}_forward", f"{base}_backward")
+
+    def assignment(self) -> Assignment:
+        """This layer as an :class:`~gradcheckers.assignment.Assignment` for the gate and ``check_formulas``."""
+        from gradcheckers.layer_assignment import layer_assignment
+
+        return layer_assignment(self)
 
     def check(self, forward: Forward | None = None, backward: Backward | None = None, **options: Any
               ) -> BackwardResult:

@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,7 +154,8 @@ class Worker:
         self._started = True
 
     def call(
-        self, function: str, args: Sequence[np.ndarray], *, key: str | None = None, device: str = "cpu"
+        self, function: str, args: Sequence[np.ndarray], *, key: str | None = None, device: str = "cpu",
+        kwargs: Mapping[str, int | float | str | bool] | None = None,
     ) -> np.ndarray:
         """``function(*args)`` in the worker, the arguments as torch tensors on ``device``; the result as an array.
 
@@ -189,6 +190,8 @@ class Worker:
             "function": function,
             "key": key,
             "device": device,
+            # An assignment's hyperparameters (stride, pad, ...): plain JSON values, passed as keywords.
+            "kwargs": _plain_kwargs(kwargs),
             "args": [{"dtype": _DTYPE_NAMES[a.dtype], "shape": list(a.shape)} for a in arrays],
         }
         deadline = time.monotonic() + self._limits.call_timeout
@@ -528,6 +531,14 @@ def _rebuild(reply: dict[str, Any], payload: bytearray) -> np.ndarray:
     if nbytes == 0:
         return np.zeros(shape, dtype)
     return np.frombuffer(payload, dtype).reshape(shape)
+
+
+def _plain_kwargs(kwargs: Mapping[str, Any] | None) -> dict[str, int | float | str | bool]:
+    plain = dict(kwargs or {})
+    for name, value in plain.items():
+        if not isinstance(name, str) or not isinstance(value, (int, float, str, bool)):
+            raise InvalidArgument(f"kwargs[{name!r}]={value!r}: hyperparameters must be ints, floats, strings or bools")
+    return plain
 
 
 def _wire_array(array: object, index: int) -> np.ndarray:

@@ -6,6 +6,7 @@ through :class:`SubmissionSession`, so a submission gets the same verdict from e
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gradcheckers.assignment import get_assignment
+from gradcheckers.assignment import ADAPTER_FUNCTION, get_assignment
 from gradcheckers.errors import LoadError
 from gradcheckers.property import (
     CheckSettings,
@@ -132,6 +133,8 @@ class SubmissionSession:
         started = time.perf_counter()
         try:
             source = load_source(resolve_submission(self.spec), run_all_cells=self.run_all_cells)
+            if self.assignment.adapter is not None:  # appended: the submission's own line numbers stay as they are
+                source = dataclasses.replace(source, code=source.code + self.assignment.adapter)
             worker = Worker(source, self.limits)
             worker.start()
         except LoadError as error:
@@ -160,18 +163,20 @@ class SubmissionSession:
         worker = self._worker
         assert worker is not None
         single = f"grad_{parameter}"
-        if single in worker.defined:
+        if self.assignment.adapter is not None:  # a layer: the course's forward and backward, through the adapter
+            function, key = ADAPTER_FUNCTION, parameter
+        elif single in worker.defined:
             function, key = single, None
         elif "gradients" in worker.defined:
             function, key = "gradients", parameter
         else:
             return None
 
-        def call(*args: Tensor) -> object:
+        def call(*args: Tensor, **hyper: Any) -> object:
             arrays = [a.detach().cpu().numpy() for a in args]
             started = time.perf_counter()
             try:
-                result = worker.call(function, arrays, key=key, device=str(args[0].device))
+                result = worker.call(function, arrays, key=key, device=str(args[0].device), kwargs=hyper)
             finally:
                 self._submission_seconds += time.perf_counter() - started
             return torch.from_numpy(result)

@@ -212,7 +212,7 @@ def scales(*, stress: bool = False) -> st.SearchStrategy[float]:
 def cases(
     assignment: str | Assignment | None = None,
     *,
-    sizes: Sizes | st.SearchStrategy[Sizes] | None = None,
+    sizes: Sizes | st.SearchStrategy[Sizes] | Mapping[str, SizeBound] | None = None,
     dtype: str | st.SearchStrategy[str] | None = None,
     device: str | st.SearchStrategy[str] | None = None,
     seed: int | st.SearchStrategy[int] | None = None,
@@ -226,10 +226,16 @@ def cases(
     """
     spec = get_assignment(assignment)
     if isinstance(sizes, Sizes):
-        for name in SIZE_NAMES:
+        for name in SIZE_NAMES if spec.sizes is None else ():
             _check_bounds(name, getattr(sizes, name), getattr(sizes, name))
-    size_strategy = _strategy(sizes) if sizes is not None else globals()["sizes"]()
-    if spec.fixed_sizes or spec.min_sizes:
+    if spec.sizes is not None and not isinstance(sizes, (Sizes, st.SearchStrategy)):
+        # An assignment with its own named sizes and hyperparameters draws them itself; `sizes` may then be a
+        # mapping of bounds that overrides some of its own.
+        bounds = {**spec.sizes, **(sizes or {})}
+        size_strategy = named_sizes(bounds, spec.hyperparameters, where=spec.constraint)
+    else:
+        size_strategy = _strategy(sizes) if sizes is not None else globals()["sizes"]()
+    if spec.sizes is None and (spec.fixed_sizes or spec.min_sizes):
         fixed, least = dict(spec.fixed_sizes), dict(spec.min_sizes)
         size_strategy = size_strategy.map(
             lambda s: Sizes(**{n: fixed.get(n, max(least.get(n, 1), getattr(s, n))) for n in SIZE_NAMES})
