@@ -75,7 +75,7 @@ def layer_assignment(layer: Layer) -> Assignment:
     reference = layer.reference
     wrt = _differentiated(layer)
     order = tuple(layer.inputs)
-    constants = tuple(n for n in order if n not in wrt) + (UPSTREAM,)
+    constants = (*(n for n in order if n not in wrt), UPSTREAM)
     hyper_names = tuple(layer.hyperparameters)
 
     def out_of(args: Mapping[str, Tensor], hyper: Mapping[str, Any]) -> Tensor:

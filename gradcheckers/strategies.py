@@ -233,8 +233,13 @@ def cases(
         # mapping of bounds that overrides some of its own.
         bounds = {**spec.sizes, **(sizes or {})}
         size_strategy = named_sizes(bounds, spec.hyperparameters, where=spec.constraint)
+    elif isinstance(sizes, (Sizes, st.SearchStrategy)):
+        size_strategy = _strategy(sizes)
+    elif sizes is None:
+        size_strategy = globals()["sizes"]()
     else:
-        size_strategy = _strategy(sizes) if sizes is not None else globals()["sizes"]()
+        raise InvalidArgument(f"sizes={sizes!r}: bounds by name are for assignments with named sizes; give Sizes or "
+                              "a strategy")
     if spec.sizes is None and (spec.fixed_sizes or spec.min_sizes):
         fixed, least = dict(spec.fixed_sizes), dict(spec.min_sizes)
         size_strategy = size_strategy.map(
