@@ -39,7 +39,8 @@ def softmax_loss(x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
 
 
 def _softmax_reference(x: Tensor, y: Tensor) -> Tensor:
-    return torch.nn.functional.cross_entropy(x, y)
+    # log_softmax and a gather rather than F.cross_entropy, which runs 10x slower under the references' vmap.
+    return -torch.log_softmax(x, dim=1).gather(1, y[:, None]).mean()
 
 
 def _softmax_one_hot(x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
