@@ -7,9 +7,9 @@ see (issue 9's rounding model does): those runs are expected to fail until it la
 from __future__ import annotations
 
 import pytest
+from gradcheckers.models.layers import LAYERS
 
 from gradcheckers.backward import Layer, Variant
-from gradcheckers.models.layers import LAYERS
 
 EXAMPLES = 2000
 ROUNDING_SENSITIVE = {"batchnorm", "layernorm"}
