@@ -88,7 +88,7 @@ class CheckSettings:
         strategies.devices(self.devices)
         for name, (lo, hi) in self.size_bounds.items():
             # The seed's four sizes, or (checked when the cases are drawn) an assignment's own named sizes.
-            if name not in SIZE_NAMES and self.assignment in _FOUR_SIZED:
+            if name not in SIZE_NAMES and isinstance(self.assignment, str) and self.assignment in _FOUR_SIZED:
                 raise InvalidArgument(f"size_bounds has an unknown size {name!r} (known: {SIZE_NAMES})")
             strategies._check_bounds(name, lo, hi)
 
