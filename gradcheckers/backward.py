@@ -407,6 +407,10 @@ def _forward_verdict(layer: _Layer, case: Case, arrays: Mapping[str, np.ndarray]
         ref = torch.as_tensor(ref).detach().to(torch.float64)
     except Exception as error:
         raise _reference_failure(layer.reference, case, error) from error
+    got_shape = tuple(np.shape(out))
+    if got_shape != tuple(ref.shape):
+        return Verdict("forward", "fail", "shape", f"forward returned an output of shape {got_shape}; the reference "
+                       f"forward's has shape {tuple(ref.shape)}", f"Case: {case.describe()}")
     rounding = generic_rounding(ref, None, dtype)
     allowed = allowed_error(ref, rounding, dtype, layer.tolerance)
     conclusive = torch.isfinite(ref)
@@ -489,9 +493,13 @@ def _fd_verdict(layer: _Layer, case: Case, name: str, value: Any, fd: tuple[np.n
         conclusive &= (ref - ref2).abs() <= REFERENCE_SAFETY * (err + err2)
     # The reference is itself an estimate: the analytic gradient may differ from it by its error estimate too.
     allowed = allowed_error(ref, generic_rounding(ref, None, dtype), dtype, layer.tolerance) + REFERENCE_SAFETY * err
-    return judge_with_limits(name, _to_numpy(value), tuple(ref.shape), ref, ref, err, conclusive, allowed, dtype,
-                             lambda: f"Case: {case.describe()}; references: central differences of the numpy "
-                             "forward in float64", f"backward's {layer.names[name]}")
+    verdict = judge_with_limits(name, _to_numpy(value), tuple(ref.shape), ref, ref, err, conclusive, allowed, dtype,
+                                lambda: f"Case: {case.describe()}; the reference: central differences of the numpy "
+                                "forward in float64 (no autograd)", f"backward's {layer.names[name]}")
+    # One reference here, not two: say so in the summary the generic verdict wrote for autograd and differences.
+    summary = verdict.summary.replace("disagrees with autograd and finite differences (which agree with each other)",
+                                      "disagrees with central differences of the forward")
+    return Verdict(verdict.parameter, verdict.status, verdict.reason, summary, verdict.details, verdict.worst)
 
 
 # --------------------------------------------------------------------------------------------------------
