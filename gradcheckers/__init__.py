@@ -19,6 +19,15 @@ _EXPORTS = {
     "Assignment": "gradcheckers.assignment",
     "Case": "gradcheckers.assignment",
     "Sizes": "gradcheckers.assignment",
+    "Hyperparameter": "gradcheckers.assignment",
+    "BackwardResult": "gradcheckers.backward",
+    "Input": "gradcheckers.backward",
+    "Layer": "gradcheckers.backward",
+    "assert_backward": "gradcheckers.backward",
+    "check_backward": "gradcheckers.backward",
+    "labels": "gradcheckers.backward",
+    "mask": "gradcheckers.backward",
+    "positive": "gradcheckers.backward",
     "available_assignments": "gradcheckers.assignment",
     "get_assignment": "gradcheckers.assignment",
     "AgreementResult": "gradcheckers.compare",
@@ -51,13 +60,17 @@ _EXPORTS = {
 __all__ = [
     "AgreementResult",
     "Assignment",
+    "BackwardResult",
     "Case",
     "CheckResult",
     "CheckSettings",
     "GradcheckersError",
     "GradientMismatchError",
+    "Hyperparameter",
     "InconclusiveWarning",
+    "Input",
     "InvalidArgument",
+    "Layer",
     "Limits",
     "LoadError",
     "ParameterAgreement",
@@ -69,9 +82,11 @@ __all__ = [
     "Tolerance",
     "Verdict",
     "__version__",
+    "assert_backward",
     "assert_gradients_agree",
     "autograd_gradients",
     "available_assignments",
+    "check_backward",
     "check_formulas",
     "check_submission",
     "complex_step_gradients",
@@ -79,6 +94,9 @@ __all__ = [
     "finite_difference_gradients",
     "formulas_from_namespace",
     "get_assignment",
+    "labels",
+    "mask",
+    "positive",
     "with_complex_step",
 ]
 
@@ -97,7 +115,17 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from gradcheckers.assignment import Assignment, Case, Sizes, available_assignments, get_assignment
+    from gradcheckers.assignment import Assignment, Case, Hyperparameter, Sizes, available_assignments, get_assignment
+    from gradcheckers.backward import (
+        BackwardResult,
+        Input,
+        Layer,
+        assert_backward,
+        check_backward,
+        labels,
+        mask,
+        positive,
+    )
     from gradcheckers.compare import (
         AgreementResult,
         InconclusiveWarning,

@@ -522,7 +522,7 @@ class _Worker:
 
         self.guards.used.clear()
         try:
-            value = function(*tensors)
+            value = function(*tensors, **header.get("kwargs", {}))  # kwargs: the assignment's hyperparameters
             if header["key"] is not None:
                 if not isinstance(value, Mapping):
                     return {"status": "bad-result", "type": _type_name(value), "wanted": "mapping"}, b""

@@ -8,11 +8,12 @@ dtype, device and the seed its tensors are drawn from, so that seven small field
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +22,136 @@ from torch import Tensor
 
 from gradcheckers.errors import InvalidArgument
 
-__all__ = ["Assignment", "Case", "Sizes", "available_assignments", "get_assignment"]
+__all__ = ["Assignment", "Case", "Hyperparameter", "Sizes", "available_assignments", "get_assignment"]
 
 SIZE_NAMES = ("batch", "n_feature", "n_hidden", "n_output")
 
 
-@dataclass(frozen=True, order=True)
-class Sizes:
-    """The problem dimensions a case is drawn at."""
+SizeValue = int | float | str | bool
 
-    batch: int
-    n_feature: int
-    n_hidden: int
-    n_output: int
+
+class Sizes:
+    """The named sizes and hyperparameters a case is drawn at: an immutable, ordered mapping of names to values.
+
+    The seed's four sizes may be given by position (``Sizes(2, 3, 4, 1)`` is batch=2, n_feature=3, n_hidden=4,
+    n_output=1); any other assignment names its own (``Sizes(N=2, C=3, stride=2, pad=1)``). Values are read as
+    attributes (``sizes.batch``) or by key (``sizes["stride"]``). Hyperparameters (ints, floats, choices,
+    booleans) live here beside the sizes, so that they are drawn, shrunk and reported the same way.
+    """
+
+    __slots__ = ("_items",)
+    _items: tuple[tuple[str, SizeValue], ...]
+
+    def __init__(self, *positional: int, **named: SizeValue) -> None:
+        if len(positional) > len(SIZE_NAMES):
+            raise InvalidArgument(f"Sizes takes at most {len(SIZE_NAMES)} positional sizes ({', '.join(SIZE_NAMES)})")
+        values: dict[str, SizeValue] = dict(zip(SIZE_NAMES, positional))
+        for name, value in named.items():
+            if name in values:
+                raise InvalidArgument(f"Sizes got {name}={value!r} twice")
+            values[name] = value
+        object.__setattr__(self, "_items", tuple(values.items()))
+
+    # Any, not SizeValue: a size is an int where an assignment's shapes use it, which only the assignment knows.
+    def __getattr__(self, name: str) -> Any:
+        for key, value in object.__getattribute__(self, "_items"):
+            if key == name:
+                return value
+        raise AttributeError(f"these sizes have no {name!r} (they have {', '.join(self.names) or 'none'})")
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Sizes are immutable: use .replace(name=value)")
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return self.__getattr__(name)
+        except AttributeError:
+            raise KeyError(name) from None
+
+    def __contains__(self, name: object) -> bool:
+        return any(key == name for key, _ in self._items)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(key for key, _ in self._items)
+
+    def get(self, name: str, default: SizeValue | None = None) -> SizeValue | None:
+        return self[name] if name in self else default
+
+    def as_dict(self) -> dict[str, SizeValue]:
+        return dict(self._items)
+
+    def replace(self, **changes: SizeValue) -> Sizes:
+        unknown = [n for n in changes if n not in self]
+        if unknown:
+            raise InvalidArgument(f"Sizes has no {unknown[0]!r} (it has {', '.join(self.names)})")
+        return Sizes(**{**self.as_dict(), **changes})
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sizes) and self._items == other._items
+
+    def __lt__(self, other: Sizes) -> bool:
+        return tuple(map(repr, self._items)) < tuple(map(repr, other._items))
+
+    def __hash__(self) -> int:
+        return hash(self._items)
+
+    def __repr__(self) -> str:
+        return f"Sizes({', '.join(f'{k}={v!r}' for k, v in self._items)})"
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable (grade sends settings and cases between processes)
+        return (_sizes_from_items, (self._items,))
 
     def describe(self) -> str:
-        return ", ".join(f"{name}={getattr(self, name)}" for name in SIZE_NAMES)
+        return ", ".join(f"{name}={_show(value)}" for name, value in self._items)
+
+
+def _sizes_from_items(items: tuple[tuple[str, SizeValue], ...]) -> Sizes:
+    return Sizes(**dict(items))
+
+
+def _show(value: SizeValue) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    """The domain of one hyperparameter: ``Hyperparameter.ints(1, 3)``, ``.floats(0.1, 0.9)``,
+    ``.choices("max", "mean")``, ``.booleans()``. Drawn like a size, it shrinks towards ``low`` (ints), the simplest
+    float in range, the first choice, and False."""
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    values: tuple[Any, ...] = ()
+
+    @classmethod
+    def ints(cls, low: int, high: int) -> Hyperparameter:
+        for label, v in (("low", low), ("high", high)):
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise InvalidArgument(f"Hyperparameter.ints({label}={v!r}) must be an integer")
+        if low > high:
+            raise InvalidArgument(f"Hyperparameter.ints(low={low!r}, high={high!r}): low exceeds high")
+        return cls("int", low, high)
+
+    @classmethod
+    def floats(cls, low: float, high: float) -> Hyperparameter:
+        import math
+
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (low, high)) \
+                or low > high:
+            raise InvalidArgument(f"Hyperparameter.floats(low={low!r}, high={high!r}) needs finite low <= high")
+        return cls("float", float(low), float(high))
+
+    @classmethod
+    def choices(cls, *values: Any) -> Hyperparameter:
+        if not values:
+            raise InvalidArgument("Hyperparameter.choices() needs at least one value")
+        return cls("choice", values=tuple(values))
+
+    @classmethod
+    def booleans(cls) -> Hyperparameter:
+        return cls("bool")
 
 
 @dataclass(frozen=True)
@@ -54,14 +169,16 @@ class Case:
         return f"{self.sizes.describe()}, dtype={self.dtype}, device={self.device}, seed={self.seed}{scale}"
 
     def to_json(self) -> dict[str, Any]:
-        """The counterexample object of the JSON report (its schema is documented in the README)."""
-        out: dict[str, Any] = {name: getattr(self.sizes, name) for name in SIZE_NAMES}
+        """The counterexample object of the JSON report (its schema is documented in the README): every size and
+        hyperparameter by name (the seed's: batch, n_feature, n_hidden, n_output), then dtype, device, seed and
+        scale."""
+        out: dict[str, Any] = self.sizes.as_dict()
         out.update(dtype=self.dtype, device=self.device, seed=self.seed, scale=self.scale)
         return out
 
     def replace(self, **changes: Any) -> Case:
-        sizes = {f.name: changes.pop(f.name, getattr(self.sizes, f.name)) for f in fields(Sizes)}
-        base: dict[str, Any] = {"sizes": Sizes(**sizes), "dtype": self.dtype, "device": self.device,
+        named = {name: changes.pop(name) for name in self.sizes.names if name in changes}
+        base: dict[str, Any] = {"sizes": self.sizes.replace(**named), "dtype": self.dtype, "device": self.device,
                                 "seed": self.seed, "scale": self.scale}
         base.update(changes)
         return Case(**base)
@@ -110,10 +227,41 @@ class Assignment:
     kinks: Callable[[TensorMap], Tensor] | None = None
     min_sizes: Mapping[str, int] = field(default_factory=dict)
     numpy_only: bool = False  # submissions run in numpy mode: a worker without torch (see Limits.numpy)
+    # Named sizes: each name's (min, max), one fixed int, or a function of the others; None means the seed's four
+    # (batch, n_feature, n_hidden, n_output) with the default bounds, fixed_sizes and min_sizes above.
+    sizes: Mapping[str, Any] | None = None
+    # Hyperparameters (Hyperparameter.ints/floats/choices/booleans, a Hypothesis strategy, or a fixed value): drawn,
+    # shrunk and reported like sizes, and passed as keywords to loss, reference, the hooks and every submitted
+    # function.
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+    # The constraint between sizes and hyperparameters (``lambda s: s.pad < s.K``): cases that break it are never
+    # drawn, nor tried by a diagnosis.
+    constraint: Callable[[Sizes], bool] | None = None
+    # Python source appended to a submission in its worker, defining ADAPTER_FUNCTION(*arguments, **hyper) that
+    # returns a mapping of the parameters' gradients: how a layer assignment calls a course's forward/backward.
+    adapter: str | None = None
 
     @property
     def arguments(self) -> tuple[str, ...]:
         return self.inputs + self.parameters
+
+    def hyperparameter_values(self, case: Case) -> dict[str, Any]:
+        """The case's hyperparameters by name (empty for an assignment without any)."""
+        return {name: case.sizes[name] for name in self.hyperparameters}
+
+    def bound(self, case: Case) -> Assignment:
+        """This assignment with the case's hyperparameters bound as keywords of loss, reference and the hooks."""
+        hyper = self.hyperparameter_values(case)
+        if not hyper:
+            return self
+
+        def bind(hook: Callable[..., Any] | None) -> Callable[..., Any] | None:
+            return None if hook is None else functools.partial(hook, **hyper)
+
+        return replace(self, loss=functools.partial(self.loss, **hyper),
+                       reference=functools.partial(self.reference, **hyper), autograd=bind(self.autograd),
+                       finite_differences=bind(self.finite_differences), rounding=bind(self.rounding),
+                       kinks=bind(self.kinks), hyperparameters={})
 
     def tensors(self, case: Case) -> dict[str, Tensor]:
         """The case's arguments at its dtype and device (floating tensors only are cast)."""
@@ -133,7 +281,13 @@ _BUILTIN = {
     "softmax-classifier": "gradcheckers.models.softmax:SOFTMAX_CLASSIFIER",
     "logistic-regression": "gradcheckers.models.logistic:LOGISTIC_REGRESSION",
 }
+# The layer pack (gradcheckers.models.layers.LAYERS, each a backward.Layer turned into an assignment on first use).
+LAYER_NAMES = ("affine", "relu", "leaky-relu", "sigmoid", "tanh", "softmax-loss", "svm-loss", "word2vec-naive-softmax",
+               "batchnorm", "layernorm", "dropout", "conv", "maxpool", "rnn-step")
+_BUILTIN.update({name: f"gradcheckers.models.layers:{name}" for name in LAYER_NAMES})
 DEFAULT_ASSIGNMENT = "two-layer-sigmoid"
+# The function an assignment's ``adapter`` defines in the submission's namespace.
+ADAPTER_FUNCTION = "_gradcheckers_gradients"
 COMPLEX_STEP_SUFFIX = "+complex-step"
 
 

@@ -98,7 +98,7 @@ def as_gradient(value: object, parameter: str, function: str | None = None) -> T
     elif isinstance(value, np.ndarray):
         if value.dtype.kind not in "fiub":
             raise SubmissionFailure("error", f"{who} returned a numpy array of dtype {value.dtype}, not numbers")
-        tensor = torch.from_numpy(np.ascontiguousarray(value))
+        tensor = torch.from_numpy(np.ascontiguousarray(value).reshape(value.shape))  # keeps a 0-d array 0-d
     else:
         hint = " (did you forget a return statement?)" if value is None else ""
         raise SubmissionFailure(

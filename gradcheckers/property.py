@@ -47,6 +47,9 @@ ABORTING_REASONS = frozenset({"timeout", "memory"})
 
 
 DEVICES_ENVIRONMENT = "GRADCHECKERS_DEVICES"
+# Bundled assignments drawn at the seed's four sizes: size_bounds for them are checked at once.
+_FOUR_SIZED = frozenset({"two-layer-sigmoid", "two-layer-tanh", "two-layer-relu", "two-layer-mse-mean",
+                         "softmax-classifier", "logistic-regression"})
 
 
 def default_devices() -> tuple[str, ...]:
@@ -86,7 +89,8 @@ class CheckSettings:
         strategies.dtypes(self.dtypes)
         strategies.devices(self.devices)
         for name, (lo, hi) in self.size_bounds.items():
-            if name not in SIZE_NAMES:
+            # The seed's four sizes, or (checked when the cases are drawn) an assignment's own named sizes.
+            if name not in SIZE_NAMES and isinstance(self.assignment, str) and self.assignment in _FOUR_SIZED:
                 raise InvalidArgument(f"size_bounds has an unknown size {name!r} (known: {SIZE_NAMES})")
             strategies._check_bounds(name, lo, hi)
 
@@ -95,6 +99,15 @@ class CheckSettings:
         return Tolerance(self.rtol, self.atol)
 
     def case_strategy(self, assignment: Assignment) -> st.SearchStrategy[Case]:
+        if assignment.sizes is not None:
+            own = {n: b for n, b in self.size_bounds.items() if n not in strategies.DEFAULT_SIZE_BOUNDS}
+            unknown = [n for n in own if n not in assignment.sizes]
+            if unknown:
+                raise InvalidArgument(f"size_bounds has an unknown size {unknown[0]!r} (known: "
+                                      f"{', '.join(assignment.sizes)})")
+            own.update({n: b for n, b in self.size_bounds.items() if n in assignment.sizes})
+            return strategies.cases(assignment, sizes=own, dtype=strategies.dtypes(self.dtypes),
+                                    device=strategies.devices(self.devices), stress=self.stress)
         bounds = {**strategies.DEFAULT_SIZE_BOUNDS, **self.size_bounds}
         sizes = strategies.sizes(**{f"{m}_{n}": b[i] for n, b in bounds.items() for i, m in enumerate(("min", "max"))})
         return strategies.cases(
@@ -181,7 +194,7 @@ class _ReferenceCache:
         if entry is None:
             args = self.assignment.tensors(case)
             with one_thread_if_small(args.values()):
-                entry = (args, compute_references(self.assignment, args))
+                entry = (args, compute_references(self.assignment.bound(case), args))
             self._entries[case] = entry
             if len(self._entries) > self.size:
                 self._entries.popitem(last=False)
@@ -233,10 +246,10 @@ class _ReferenceCache:
 def _guarded(formula: Formula, name: str, arguments: Sequence[str]) -> Formula:
     """Call an in-process formula on fresh copies and refuse in-place changes to its inputs."""
 
-    def call(*args: Tensor) -> object:
+    def call(*args: Tensor, **hyper: Any) -> object:
         copies = [a.clone() for a in args]
         try:
-            result = formula(*copies)
+            result = formula(*copies, **hyper)
         except SubmissionFailure:
             raise
         except Exception as error:  # the formula's own bug: reported, never a crash of the checker
@@ -274,7 +287,7 @@ def evaluate_case(
     ordered = [args[name] for name in assignment.arguments]
     with one_thread_if_small(ordered):
         try:
-            value = formula(*ordered)
+            value = formula(*ordered, **assignment.hyperparameter_values(case))
         except SubmissionFailure as failure:
             return Verdict(parameter, "fail", failure.reason, failure.message, f"Case: {case.describe()}")
         conclusive, allowed = cache.limits(case, tolerance)[parameter]
@@ -411,11 +424,15 @@ def diagnose(
     cache: _ReferenceCache,
     tolerance: Tolerance,
 ) -> str | None:
-    """A likely cause, where the pattern of the failure is a known one. A hint, never part of the verdict."""
+    """A likely cause, where the pattern of the failure is a known one. A hint, never part of the verdict.
+
+    Nothing is said that the case cannot show: on a one-element gradient every mismatch is "a constant factor",
+    so a factor is reported only where a larger case confirms it."""
     if verdict.reason not in ("mismatch", "shape", "error"):
         return None
     # A constant factor on every element is the most specific diagnosis: look for it first (an MSE mean is
-    # also "right for one output", but "divided by batch * n_output" says more).
+    # also "right for one output", but "divided by batch * n_output" says more). A missing 1/N is a factor N, not
+    # a missing sum: it is caught here, before the sizes below are tried.
     if verdict.reason == "mismatch":
         factor = _constant_factor(parameter, formula, case, assignment, cache)
         if factor is not None:
@@ -431,7 +448,9 @@ def diagnose(
         ("n_hidden", "right for one hidden unit and wrong for several: look for a transpose of W2 or of "
                      "the hidden layer"),
     ):
-        if getattr(case.sizes, size) > 1 and assignment.min_sizes.get(size, 1) <= 1:  # never an invalid case
+        if assignment.sizes is not None or size not in case.sizes:  # the seed's sizes only
+            continue
+        if case.sizes[size] > 1 and assignment.min_sizes.get(size, 1) <= 1:  # never an invalid case
             smaller = case.replace(**{size: 1})
             if evaluate_case(parameter, formula, smaller, assignment, cache, tolerance).status == "pass":
                 return label
@@ -440,11 +459,12 @@ def diagnose(
 
 def _ratio(
     parameter: str, formula: Formula, case: Case, assignment: Assignment, cache: _ReferenceCache
-) -> float | None:
-    """analytic / reference when it is the same on every element (within 1e-6), else None."""
+) -> tuple[float, int] | None:
+    """(analytic / reference, the number of elements compared) when the ratio is the same on every sizeable
+    element (within 1e-6), else None."""
     args, refs = cache.get(case)
     try:
-        value = formula(*[args[n] for n in assignment.arguments])
+        value = formula(*[args[n] for n in assignment.arguments], **assignment.hyperparameter_values(case))
         got = torch.as_tensor(value).detach().cpu().double().reshape(-1)
     except Exception:
         return None
@@ -458,7 +478,7 @@ def _ratio(
     r = float(ratios.median())
     if not math.isfinite(r) or float((ratios - r).abs().max()) > 1e-6 * max(1.0, abs(r)):
         return None
-    return r
+    return r, int(mask.sum())
 
 
 # Constant factors with a known cause, as functions of (batch, n_output).
@@ -470,36 +490,73 @@ _FACTORS: tuple[tuple[Callable[[int, int], float], str], ...] = (
     (lambda n, o: 1.0 / (n * o) if o > 1 else math.nan,
      "divided by batch * n_output: the mean of MSELoss's default reduction, where f sums the squares"),
     (lambda n, o: 1.0 / n if n > 1 else math.nan, "divided by the batch size: a mean where the loss sums"),
-    (lambda n, o: float(n) if n > 1 else math.nan, "multiplied by the batch size"),
+    (lambda n, o: float(n * o) if o > 1 else math.nan,
+     "multiplied by batch * n_output: the 1/(batch * n_output) of the loss's mean is missing (every term is "
+     "summed, but the loss averages them)"),
+    (lambda n, o: float(n) if n > 1 else math.nan,
+     "multiplied by the batch size: the 1/N of a mean over the batch is missing (the loss averages over the "
+     "batch, the gradient sums), not a missing sum"),
 )
+
+
+def _sizes_n_o(c: Case) -> tuple[int, int]:
+    return int(c.sizes.get("batch", 1) or 1), int(c.sizes.get("n_output", 1) or 1)
 
 
 def _constant_factor(
     parameter: str, formula: Formula, case: Case, assignment: Assignment, cache: _ReferenceCache
 ) -> str | None:
-    r = _ratio(parameter, formula, case, assignment, cache)
-    if r is not None and r == 0.0:
+    found_ratio = _ratio(parameter, formula, case, assignment, cache)
+    if found_ratio is not None and found_ratio[0] == 0.0 and found_ratio[1] > 1:
         return "the gradient is zero everywhere: a placeholder, or a factor that vanishes"
-    if r is None or abs(r - 1.0) <= 1e-6:
+    if found_ratio is None or abs(found_ratio[0] - 1.0) <= 1e-6:
         # 1: the same numbers as the reference, yet the case failed, so the formula gave another result on
         # an earlier call with the same inputs; there is no constant factor to report.
         return None
+    r, count = found_ratio
 
     def matches(ratio: float, c: Case) -> list[str]:
-        n, o = c.sizes.batch, c.sizes.n_output
+        n, o = _sizes_n_o(c)
         return [text for factor, text in _FACTORS
                 if math.isfinite(factor(n, o)) and abs(ratio - factor(n, o)) <= 1e-6 * abs(factor(n, o))]
 
     found = matches(r, case)
-    if len(found) > 1:
-        # At batch 2 a mean over the batch is also "a factor 2 missing": a larger batch tells them apart.
-        bigger = case.replace(batch=case.sizes.batch + 2, n_output=case.sizes.n_output + 1)
-        r2 = _ratio(parameter, formula, bigger, assignment, cache)
-        if r2 is not None:
-            found = [text for text in found if text in matches(r2, bigger)] or found
+    bigger = _bigger(case, assignment)
+    if bigger is not None and (len(found) > 1 or count < 2):
+        # At batch 2 a mean over the batch is also "a factor 2 missing", and one element is always "a constant
+        # factor": a larger case tells them apart, or shows there is no constant factor at all.
+        again = _ratio(parameter, formula, bigger, assignment, cache)
+        if again is None:
+            return None
+        confirmed = [text for text in found if text in matches(again[0], bigger)]
+        if not confirmed and (found or abs(again[0] - r) > 1e-6 * abs(r)):
+            return None
+        found = confirmed
+        count = max(count, again[1])
     if found:
         return f"a constant factor {r:.4g} off: {found[0]}"
+    if count < 2:
+        return None  # one element: any mismatch is "a constant factor", which says nothing
     return f"off by a constant factor {r:.6g} on every element"
+
+
+def _bigger(case: Case, assignment: Assignment) -> Case | None:
+    """A larger valid case to confirm a factor on: the seed's batch and n_output grown, or every named size + 1."""
+    if assignment.sizes is None:
+        fixed = assignment.fixed_sizes
+        changes = {n: case.sizes[n] + step for n, step in (("batch", 2), ("n_output", 1)) if n not in fixed}
+        return case.replace(**changes) if changes else None
+    grown = {}
+    for name, bound in assignment.sizes.items():
+        value = case.sizes[name]
+        if isinstance(bound, tuple) and value < bound[1]:
+            grown[name] = value + 1
+    if not grown:
+        return None
+    sizes = case.sizes.replace(**grown)
+    if assignment.constraint is not None and not assignment.constraint(sizes):
+        return None
+    return Case(sizes, case.dtype, case.device, case.seed, case.scale)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -522,8 +579,8 @@ def formulas_from_namespace(namespace: Mapping[str, Any], parameters: Sequence[s
 
 
 def _from_mapping(function: Callable[..., Any], key: str) -> Formula:
-    def call(*args: Tensor) -> object:
-        result = function(*args)
+    def call(*args: Tensor, **hyper: Any) -> object:
+        result = function(*args, **hyper)
         if not isinstance(result, Mapping):
             raise SubmissionFailure("error", f"gradients(...) returned {type(result).__name__}, not a mapping")
         if key not in result:

@@ -51,7 +51,8 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 def describe_case(case: Mapping[str, Any] | None) -> str:
     if not case:
         return ""
-    parts = [f"{k}={case[k]}" for k in ("batch", "n_feature", "n_hidden", "n_output", "dtype", "device", "seed")]
+    # Every size and hyperparameter by name (the seed's four, or an assignment's own), then dtype, device, seed.
+    parts = [f"{k}={v}" for k, v in case.items() if k != "scale"]
     if case.get("scale", 1.0) != 1.0:
         parts.append(f"scale={case['scale']:g}")
     return ", ".join(parts)

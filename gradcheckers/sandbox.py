@@ -19,7 +19,7 @@ import signal
 import tempfile
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,7 +155,8 @@ class Worker:
         self._started = True
 
     def call(
-        self, function: str, args: Sequence[np.ndarray], *, key: str | None = None, device: str = "cpu"
+        self, function: str, args: Sequence[np.ndarray], *, key: str | None = None, device: str = "cpu",
+        kwargs: Mapping[str, int | float | str | bool] | None = None,
     ) -> np.ndarray:
         """``function(*args)`` in the worker, the arguments as torch tensors on ``device``; the result as an array.
 
@@ -190,6 +191,8 @@ class Worker:
             "function": function,
             "key": key,
             "device": device,
+            # An assignment's hyperparameters (stride, pad, ...): plain JSON values, passed as keywords.
+            "kwargs": _plain_kwargs(kwargs),
             "args": [{"dtype": wire.DTYPE_NAMES[a.dtype], "shape": list(a.shape)} for a in arrays],
         }
         deadline = time.monotonic() + self._limits.call_timeout
@@ -350,3 +353,11 @@ class _State:
         if self.tmpdir is not None:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
             self.tmpdir = None
+
+
+def _plain_kwargs(kwargs: Mapping[str, Any] | None) -> dict[str, int | float | str | bool]:
+    plain = dict(kwargs or {})
+    for name, value in plain.items():
+        if not isinstance(name, str) or not isinstance(value, (int, float, str, bool)):
+            raise InvalidArgument(f"kwargs[{name!r}]={value!r}: hyperparameters must be ints, floats, strings or bools")
+    return plain

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gradcheckers.assignment import get_assignment
+from gradcheckers.assignment import ADAPTER_FUNCTION, get_assignment
 from gradcheckers.errors import LoadError
 from gradcheckers.property import (
     CheckSettings,
@@ -38,6 +38,7 @@ class SubmissionReport:
     """Everything the report writers need about one checked submission."""
 
     submission: str
+    # The assignment as given (a bundled name or ``path/to/file.py[:NAME]``): what reproduces the run.
     assignment: str
     settings: CheckSettings
     parameters: dict[str, ParameterResult] = field(default_factory=dict)
@@ -47,6 +48,8 @@ class SubmissionReport:
     timings: dict[str, float] = field(default_factory=dict)
     # What each confinement layer achieved in the worker (see gradcheckers.confine), empty if none started.
     isolation: dict[str, str] = field(default_factory=dict)
+    # The assignment's parameters, when the caller has the assignment at hand (else looked up by ``assignment``).
+    parameter_names: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -76,7 +79,7 @@ class SubmissionReport:
             "load_error": self.load_error,
             "load_reason": self.load_reason,
             "score": self.score(),
-            "max_score": float(len(get_assignment(self.assignment).parameters)),
+            "max_score": float(len(self.parameter_names or get_assignment(self.assignment).parameters)),
             "parameters": {name: r.to_json() for name, r in self.parameters.items()},
             "output": self.output,
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
@@ -120,7 +123,9 @@ class SubmissionSession:
         self.assignment = get_assignment(self.settings.assignment)
         if self.assignment.numpy_only and not self.limits.numpy:
             self.limits = dataclasses.replace(self.limits, numpy=True)
-        self.report = SubmissionReport(spec, self.assignment.name, self.settings)
+        # The spec, not the assignment's display name: a definition file is found again only by its path.
+        self.report = SubmissionReport(spec, self.settings.assignment, self.settings,
+                                       parameter_names=self.assignment.parameters)
         self._worker: Worker | None = None
         # A cache shared across submissions (``grade`` passes one per job process) is safe: references are
         # a pure function of the case and the assignment, whose name the caller keys its caches by.
@@ -140,6 +145,8 @@ class SubmissionSession:
             source = load_source(
                 resolve_submission(self.spec), run_all_cells=self.run_all_cells, sibling_imports=self.sibling_imports
             )
+            if self.assignment.adapter is not None:  # appended: the submission's own line numbers stay as they are
+                source = dataclasses.replace(source, code=source.code + self.assignment.adapter)
             worker = Worker(source, self.limits)
             try:
                 worker.start()
@@ -173,18 +180,20 @@ class SubmissionSession:
         worker = self._worker
         assert worker is not None
         single = f"grad_{parameter}"
-        if single in worker.defined:
+        if self.assignment.adapter is not None:  # a layer: the course's forward and backward, through the adapter
+            function, key = ADAPTER_FUNCTION, parameter
+        elif single in worker.defined:
             function, key = single, None
         elif "gradients" in worker.defined:
             function, key = "gradients", parameter
         else:
             return None
 
-        def call(*args: Tensor) -> object:
+        def call(*args: Tensor, **hyper: Any) -> object:
             arrays = [a.detach().cpu().numpy() for a in args]
             started = time.perf_counter()
             try:
-                result = worker.call(function, arrays, key=key, device=str(args[0].device))
+                result = worker.call(function, arrays, key=key, device=str(args[0].device), kwargs=hyper)
             finally:
                 self._submission_seconds += time.perf_counter() - started
             return torch.from_numpy(result)

@@ -12,14 +12,14 @@ the device to cpu and the seed to 0.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import torch
 from hypothesis import strategies as st
 from torch import Tensor
 
-from gradcheckers.assignment import SIZE_NAMES, Assignment, Case, Sizes, get_assignment
+from gradcheckers.assignment import SIZE_NAMES, Assignment, Case, Hyperparameter, Sizes, get_assignment
 from gradcheckers.errors import InvalidArgument
 
 __all__ = [
@@ -30,6 +30,8 @@ __all__ = [
     "cases",
     "devices",
     "dtypes",
+    "hyperparameter",
+    "named_sizes",
     "scales",
     "seeds",
     "sizes",
@@ -87,6 +89,75 @@ def sizes(
     return st.builds(Sizes, **{name: st.integers(lo, hi) for name, (lo, hi) in bounds.items()})
 
 
+SizeBound = tuple[int, int] | int | Callable[[Sizes], int]
+HyperValue = Any  # a Hyperparameter domain, a Hypothesis strategy, or one fixed value
+
+
+def hyperparameter(domain: HyperValue, name: str = "hyperparameter") -> st.SearchStrategy[Any]:
+    """The strategy for one hyperparameter: a :class:`~gradcheckers.assignment.Hyperparameter` domain (ints and floats
+    shrink to ``low``, choices to the first, booleans to False), a Hypothesis
+    strategy as it is, or any other value held fixed."""
+    if isinstance(domain, st.SearchStrategy):
+        return domain
+    if not isinstance(domain, Hyperparameter):
+        return st.just(domain)
+    if domain.kind == "int":
+        return st.integers(int(domain.low or 0), int(domain.high or 0))
+    if domain.kind == "float":
+        assert domain.low is not None and domain.high is not None
+        # low first: a failure that does not depend on the value shrinks to the bound, as a size does.
+        return st.just(domain.low) | st.floats(domain.low, domain.high, allow_nan=False, allow_infinity=False)
+    if domain.kind == "choice":
+        return st.sampled_from(domain.values)
+    if domain.kind == "bool":
+        return st.booleans()
+    raise InvalidArgument(f"{name}={domain!r}: unknown kind {domain.kind!r}")
+
+
+def named_sizes(
+    bounds: Mapping[str, SizeBound],
+    hyperparameters: Mapping[str, HyperValue] | None = None,
+    *,
+    where: Callable[[Sizes], bool] | None = None,
+) -> st.SearchStrategy[Sizes]:
+    """Sizes by any names, each ``(min, max)``, one fixed int, or a function of the others (``lambda s: s.A * s.B``,
+    computed after them), plus hyperparameters (see :func:`hyperparameter`),
+    drawn together as one :class:`~gradcheckers.assignment.Sizes`. ``where(sizes)`` states the constraints between
+    them (``pad < kernel``, an output size of at least 1); cases that break it are never drawn.
+
+    Sizes shrink towards their minimum and hyperparameters towards their simplest value, so that a
+    counterexample names the smallest problem and the plainest settings."""
+    parts: dict[str, st.SearchStrategy[Any]] = {}
+    derived: dict[str, Callable[[Sizes], Any]] = {}
+    for name, bound in bounds.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise InvalidArgument(f"size name {name!r} must be an identifier")
+        if callable(bound):
+            derived[name] = bound
+            continue
+        lo, hi = (bound, bound) if isinstance(bound, int) and not isinstance(bound, bool) else _pair(name, bound)
+        _check_bounds(name, lo, hi)
+        parts[name] = st.integers(lo, hi)
+    for name, domain in (hyperparameters or {}).items():
+        if not isinstance(name, str) or not name.isidentifier() or name in parts:
+            raise InvalidArgument(f"hyperparameter name {name!r} must be an identifier and not also a size")
+        parts[name] = hyperparameter(domain, name)
+    def build(values: dict[str, Any]) -> Sizes:
+        sizes = Sizes(**values)
+        for name, compute in derived.items():  # in order: a derived size may use the ones before it
+            sizes = Sizes(**sizes.as_dict(), **{name: compute(sizes)})
+        return sizes
+
+    drawn = st.fixed_dictionaries(parts).map(build)
+    return drawn.filter(where) if where is not None else drawn
+
+
+def _pair(name: str, bound: Any) -> tuple[Any, Any]:
+    if not isinstance(bound, (tuple, list)) or len(bound) != 2:
+        raise InvalidArgument(f"sizes[{name!r}]={bound!r} must be (min, max) or one int")
+    return bound[0], bound[1]
+
+
 def dtypes(include: Sequence[str] = ("float64", "float32")) -> st.SearchStrategy[str]:
     """Floating dtypes by name; shrinks towards the first (float64 by default: the clearest counterexample)."""
     include = (include,) if isinstance(include, str) else tuple(include)
@@ -141,7 +212,7 @@ def scales(*, stress: bool = False) -> st.SearchStrategy[float]:
 def cases(
     assignment: str | Assignment | None = None,
     *,
-    sizes: Sizes | st.SearchStrategy[Sizes] | None = None,
+    sizes: Sizes | st.SearchStrategy[Sizes] | Mapping[str, SizeBound] | None = None,
     dtype: str | st.SearchStrategy[str] | None = None,
     device: str | st.SearchStrategy[str] | None = None,
     seed: int | st.SearchStrategy[int] | None = None,
@@ -155,10 +226,21 @@ def cases(
     """
     spec = get_assignment(assignment)
     if isinstance(sizes, Sizes):
-        for name in SIZE_NAMES:
+        for name in SIZE_NAMES if spec.sizes is None else ():
             _check_bounds(name, getattr(sizes, name), getattr(sizes, name))
-    size_strategy = _strategy(sizes) if sizes is not None else globals()["sizes"]()
-    if spec.fixed_sizes or spec.min_sizes:
+    if spec.sizes is not None and not isinstance(sizes, (Sizes, st.SearchStrategy)):
+        # An assignment with its own named sizes and hyperparameters draws them itself; `sizes` may then be a
+        # mapping of bounds that overrides some of its own.
+        bounds = {**spec.sizes, **(sizes or {})}
+        size_strategy = named_sizes(bounds, spec.hyperparameters, where=spec.constraint)
+    elif isinstance(sizes, (Sizes, st.SearchStrategy)):
+        size_strategy = _strategy(sizes)
+    elif sizes is None:
+        size_strategy = globals()["sizes"]()
+    else:
+        raise InvalidArgument(f"sizes={sizes!r}: bounds by name are for assignments with named sizes; give Sizes or "
+                              "a strategy")
+    if spec.sizes is None and (spec.fixed_sizes or spec.min_sizes):
         fixed, least = dict(spec.fixed_sizes), dict(spec.min_sizes)
         size_strategy = size_strategy.map(
             lambda s: Sizes(**{n: fixed.get(n, max(least.get(n, 1), getattr(s, n))) for n in SIZE_NAMES})

@@ -56,9 +56,11 @@ def check_report(data: Mapping[str, Any]) -> None:
     assert _is(settings["stress"], bool), settings
     assert all(settings[k] is None or _is(settings[k], int, float) for k in ("rtol", "atol")), settings
     assert all(_is(v, int, float) for v in data["timings"].values()), data["timings"]
-    assert set(data["parameters"]) <= set(PARAMETERS), data["parameters"].keys()
+    if data["assignment"].startswith("two-layer"):  # the seed's parameters; other assignments name their own
+        assert set(data["parameters"]) <= set(PARAMETERS), data["parameters"].keys()
     for name, result in data["parameters"].items():
-        check_parameter(name, result)
+        assert name.isidentifier(), name
+        check_parameter(name, result, seed_sizes=data["assignment"].startswith("two-layer"))
     if data["load_error"] is not None:
         assert data["parameters"] == {} and not data["passed"]
     else:
@@ -67,8 +69,11 @@ def check_report(data: Mapping[str, Any]) -> None:
     json.dumps(data, allow_nan=False)  # strict JSON: no NaN or infinities
 
 
-def check_parameter(name: str, result: Mapping[str, Any]) -> None:
-    """Assert that one entry of ``parameters`` follows the schema (a failure carries a valid counterexample)."""
+def check_parameter(name: str, result: Mapping[str, Any], seed_sizes: bool = True) -> None:
+    """Assert that one entry of ``parameters`` follows the schema (a failure carries a valid counterexample).
+
+    ``seed_sizes``: the counterexample has the seed's four documented sizes; other assignments' counterexamples
+    name their own sizes and hyperparameters, each a number, string or boolean."""
     where = f"parameters[{name!r}]"
     assert _is(result["passed"], bool) and _is(result["examples"], int) and _is(result["inconclusive"], int), result
     assert result["examples"] >= 0 and result["inconclusive"] >= 0, result
@@ -83,8 +88,10 @@ def check_parameter(name: str, result: Mapping[str, Any]) -> None:
         assert case is None, f"{where}: {case}"
         return
     assert isinstance(case, dict), f"{where} failed without a counterexample: {result}"
-    for key in ("batch", "n_feature", "n_hidden", "n_output", "seed"):
+    for key in ("batch", "n_feature", "n_hidden", "n_output", "seed") if seed_sizes else ("seed",):
         assert _is(case.get(key), int) and case[key] >= 0, f"{where}.counterexample.{key}={case.get(key)!r}"
+    for key, value in case.items():
+        assert key.isidentifier() and _is(value, int, float, str, bool), f"{where}.counterexample.{key}={value!r}"
     assert _is(case.get("dtype"), str) and _is(case.get("device"), str), case
     assert _is(case.get("scale"), int, float), case
     worst = result["worst"]

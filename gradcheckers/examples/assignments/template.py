@@ -40,8 +40,10 @@ def gradients(X: Tensor, Y: Tensor, W: Tensor, b: Tensor) -> dict[str, Tensor]:
     return {"W": 2 * X.T @ R + 2 * LAMBDA * W, "b": 2 * R.sum(0)}
 
 
-# 3. The shape of every argument from the drawn sizes. The sizes are always batch, n_feature, n_hidden and
-#    n_output; hold the ones you do not use fixed (below) so they neither vary nor clutter counterexamples.
+# 3. The shape of every argument from the drawn sizes. Here they are the seed's batch, n_feature, n_hidden and
+#    n_output; hold the ones you do not use fixed (below) so they neither vary nor clutter counterexamples. An
+#    assignment may instead name its own sizes and hyperparameters (Assignment(sizes=..., hyperparameters=...,
+#    constraint=...); see the README's "Named sizes and hyperparameters").
 def shapes(sizes: Sizes) -> dict[str, tuple[int, ...]]:
     n, f, o = sizes.batch, sizes.n_feature, sizes.n_output
     return {"X": (n, f), "Y": (n, o), "W": (f, o), "b": (o,)}

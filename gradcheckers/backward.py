@@ -1,0 +1,703 @@
+"""Layer-level checks: a course's own ``forward`` and ``backward`` functions, checked as they are written.
+
+Courses assign ``out, cache = layer_forward(x, w, b, ...)`` and ``dx, dw, db = layer_backward(dout, cache)``.
+:func:`check_backward` takes those two functions as they are (numpy or torch), draws inputs from shapes with
+named sizes (or from strategies), hyperparameters from their domains, and a **random** upstream gradient
+``dout`` (never all ones: ``out.sum()`` hides a forgotten upstream gradient), and judges each returned
+gradient against the gradient of the scalar ``<dout, forward(inputs)>``:
+
+- with a ``reference`` forward in torch: by autograd of the reference and central differences of it (both in
+  float64), after checking the student's forward output against the reference's;
+- without one, for a torch forward: by autograd and central differences of the given forward in float64;
+- without one, for a numpy forward: by central differences of the given forward, run in float64 numpy (no
+  torch rewrite needed). The references' own error estimate is then part of the allowed error, and an element
+  whose differences change with the step (a kink within reach of it) is inconclusive, never a failure.
+
+The comparison is the project's one verdict (:func:`gradcheckers.compare.judge_with_limits` with the tolerance
+of :mod:`gradcheckers.tolerance`). Stateful layers are checked by drawing their state as an input: a dropout
+mask (:func:`mask`), labels (:func:`labels`), running statistics.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import hypothesis
+import numpy as np
+import torch
+from hypothesis import HealthCheck, Phase
+from hypothesis import strategies as st
+from torch import Tensor
+
+from gradcheckers import strategies
+from gradcheckers.assignment import Assignment, Case, Hyperparameter, Sizes
+from gradcheckers.compare import Verdict, judge, judge_with_limits
+from gradcheckers.errors import GradientMismatchError, InvalidArgument
+from gradcheckers.references import autograd_gradients, finite_difference_gradients
+from gradcheckers.tolerance import REFERENCE_SAFETY, Tolerance, allowed_error, generic_rounding
+
+__all__ = [
+    "BackwardResult",
+    "Input",
+    "Layer",
+    "Variant",
+    "assert_backward",
+    "check_backward",
+    "labels",
+    "mask",
+    "positive",
+]
+
+# A size named in a shape but given no bounds is drawn from 1..4: big enough that every axis can be > 1 (where
+# transposes, missing sums and broadcasts show), small enough that a numpy forward's differences stay cheap.
+DEFAULT_SIZE = (1, 4)
+# Central differences in float64: a relative step of 1e-5 balances truncation (~s^2) and rounding (~u/s).
+STEP = 1e-5
+# Rounding of one evaluation of <dout, out> in float64, in units of u * sum|dout * out|: a few roundings per
+# term of the sum plus the forward's own (a normalization or a softmax amplifies its inputs' rounding a few
+# times). 64 is 4x what the loss oracle needs (references._LOSS_ROUNDING = 16) because the forward's
+# intermediates are invisible here; over-estimating only widens the band a float64 answer must hit from
+# ~1e-10 to ~4e-10 relative, far below any real mistake.
+FD_ROUNDING_TERMS = 64.0
+# A kink is tested by a second set of differences with the step divided by 8: where the two estimates differ by
+# more than their own error estimates (x REFERENCE_SAFETY), the function is not smooth within reach of the
+# element, and the element is inconclusive.
+KINK_STEP_DIVISOR = 8.0
+# A mismatch where every element is off by the same tiny relative amount (below 1e-4, above the rounding the
+# tolerance allows) is the signature of differentiating a slightly different function: a safety epsilon.
+UNIFORM_RELATIVE_LIMIT = 1e-4
+UNIFORM_RELATIVE_FLOOR = 1e-10
+
+Array = Any  # a numpy array or a torch tensor
+Forward = Callable[..., Any]
+Backward = Callable[..., Any]
+Drawer = Callable[[Sizes, np.random.Generator], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Input:
+    """How one input of a layer is drawn: its shape (ints or size names), and its kind.
+
+    ``normal`` (standard normal, differentiable), ``positive`` (0.5 + |normal|, differentiable: variances, scales),
+    ``labels`` (integers in ``[0, classes)``, not differentiated), ``mask`` (a dropout mask, not differentiated:
+    each element ``1 / keep`` with probability ``keep`` else 0; ``scaled=False`` gives 0/1).
+    """
+
+    shape: tuple[int | str, ...]
+    kind: str = "normal"
+    classes: int | str | None = None
+    keep: float | str | None = None
+    scaled: bool = True
+    differentiable: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("normal", "positive", "labels", "mask"):
+            raise InvalidArgument(f"Input(kind={self.kind!r}) must be normal, positive, labels or mask")
+        if self.kind == "labels" and self.classes is None:
+            raise InvalidArgument("Input(kind='labels') needs classes= (an int or a size name)")
+        if self.kind == "mask" and self.keep is None:
+            raise InvalidArgument("Input(kind='mask') needs keep= (a probability or a hyperparameter name)")
+
+    @property
+    def is_differentiable(self) -> bool:
+        return self.kind in ("normal", "positive") if self.differentiable is None else self.differentiable
+
+    def names(self) -> list[str]:
+        """The size and hyperparameter names this input uses, in order of appearance."""
+        used = [d for d in self.shape if isinstance(d, str)]
+        return used + [v for v in (self.classes, self.keep) if isinstance(v, str)]
+
+    def draw(self, sizes: Sizes, rng: np.random.Generator) -> np.ndarray:
+        shape = tuple(int(sizes[d]) if isinstance(d, str) else int(d) for d in self.shape)
+        if self.kind == "normal":
+            return rng.standard_normal(shape)
+        if self.kind == "positive":
+            return 0.5 + np.abs(rng.standard_normal(shape))
+        if self.kind == "labels":
+            classes = int(sizes[self.classes]) if isinstance(self.classes, str) else int(self.classes or 1)
+            return rng.integers(0, classes, size=shape)
+        keep = float(sizes[self.keep]) if isinstance(self.keep, str) else float(self.keep or 1.0)
+        kept = rng.random(shape) < keep
+        return kept / keep if self.scaled else kept.astype(np.float64)
+
+
+def labels(shape: tuple[int | str, ...], classes: int | str) -> Input:
+    """Integer class labels in ``[0, classes)`` (``classes`` an int or a size name); never differentiated."""
+    return Input(tuple(shape), "labels", classes=classes)
+
+
+def mask(shape: tuple[int | str, ...], keep: float | str, *, scaled: bool = True) -> Input:
+    """A dropout mask drawn as an input (the layer's randomness made explicit): ``1/keep`` or 0 per element."""
+    return Input(tuple(shape), "mask", keep=keep, scaled=scaled)
+
+
+def positive(shape: tuple[int | str, ...]) -> Input:
+    """Values in [0.5, inf): for inputs that must stay away from 0 (a variance, a scale)."""
+    return Input(tuple(shape), "positive")
+
+
+InputSpec = Input | tuple[int | str, ...] | Drawer
+
+
+def as_input(name: str, spec: InputSpec) -> Input | Drawer:
+    if isinstance(spec, Input):
+        return spec
+    if isinstance(spec, tuple) and all(isinstance(d, (int, str)) and not isinstance(d, bool) for d in spec):
+        return Input(spec)
+    if callable(spec):
+        return spec
+    raise InvalidArgument(f"inputs[{name!r}]={spec!r} must be a shape (ints and size names), an Input, or a "
+                          "function (sizes, numpy Generator) -> array")
+
+
+@dataclass(frozen=True)
+class BackwardResult:
+    """The outcome of :func:`check_backward`: pass, or the smallest failing case and every verdict failing there."""
+
+    passed: bool
+    examples: int
+    inconclusive: int = 0
+    counterexample: Case | None = None
+    failures: tuple[Verdict, ...] = ()
+    hint: str | None = None
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        """The failing inputs (or ``forward``), in input order."""
+        return tuple(v.parameter for v in self.failures)
+
+    @property
+    def message(self) -> str:
+        if self.passed:
+            return f"passed {self.examples} example(s)" + (
+                f" ({self.inconclusive} inconclusive)" if self.inconclusive else "")
+        assert self.counterexample is not None
+        head = f"smallest failing case: {self.counterexample.describe()}"
+        body = "\n\n".join(v.message for v in self.failures)
+        return f"{head}\n{body}" + (f"\nLikely cause: {self.hint}" if self.hint else "")
+
+
+@dataclass
+class _Layer:
+    """The validated description of one check (what :func:`check_backward` was given)."""
+
+    forward: Forward
+    backward: Backward
+    inputs: dict[str, Input | Drawer]
+    wrt: tuple[str, ...]
+    hyper_names: tuple[str, ...]
+    reference: Callable[..., Tensor] | None
+    framework: str
+    tolerance: Tolerance
+    names: dict[str, str] = field(default_factory=dict)  # input -> the gradient's display name (dx)
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    if isinstance(value, Tensor):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def _describe(error: BaseException) -> str:
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    return f"{type(error).__name__}: {error}{where}"
+
+
+class ReferenceFailure(RuntimeError):
+    """The reference (not the code under test) failed: a bug or quirk of the check's own configuration."""
+
+
+class _StudentError(Exception):
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.message)
+        self.verdict = verdict
+
+
+def _fail(parameter: str, reason: str, summary: str, case: Case) -> _StudentError:
+    return _StudentError(Verdict(parameter, "fail", reason, summary, f"Case: {case.describe()}"))
+
+
+def _split(result: Any) -> tuple[Any, Any]:
+    """(out, cache) from what a forward returned: a pair is (out, cache); anything else is out alone."""
+    if isinstance(result, tuple) and len(result) == 2:
+        return result[0], result[1]
+    return result, None
+
+
+def _draw(layer: _Layer, case: Case) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(case.seed)
+    drawn = {}
+    for name, spec in layer.inputs.items():
+        try:
+            drawn[name] = np.asarray(spec.draw(case.sizes, rng) if isinstance(spec, Input) else spec(case.sizes, rng))
+        except (AttributeError, KeyError) as error:  # a size the drawing function uses but `sizes` does not bound
+            raise InvalidArgument(f"inputs[{name!r}] could not be drawn at {case.sizes!r}: {error}; give every size "
+                                  "it uses in sizes=") from None
+    return drawn
+
+
+def _in_dtype(layer: _Layer, arrays: Mapping[str, np.ndarray], dtype: str) -> list[Any]:
+    out: list[Any] = []
+    for value in arrays.values():
+        cast = value.astype(dtype) if value.dtype.kind == "f" else value.copy()
+        out.append(torch.from_numpy(cast) if layer.framework == "torch" else cast)
+    return out
+
+
+def _hyper(layer: _Layer, case: Case) -> dict[str, Any]:
+    return {name: case.sizes[name] for name in layer.hyper_names}
+
+
+def _run_student(layer: _Layer, case: Case, arrays: Mapping[str, np.ndarray], dout64: np.ndarray | None
+                 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """The student's forward then backward in the case's dtype: (out, dout, gradients by input name)."""
+    args = _in_dtype(layer, arrays, case.dtype)
+    copies = [a.copy() if isinstance(a, np.ndarray) else a.clone() for a in args]
+    hyper = _hyper(layer, case)
+    try:
+        out, cache = _split(layer.forward(*args, **hyper))
+    except Exception as error:
+        raise _fail("forward", "error", f"forward raised {_describe(error)}", case) from None
+    changed = [n for n, a, c in zip(arrays, args, copies) if not _equal(a, c)]
+    if changed:
+        raise _fail("forward", "mutated-input", f"forward modified its input(s) {', '.join(changed)} in place", case)
+    out_np = _to_numpy(out)
+    if out_np.dtype.kind not in "fiub":
+        raise _fail("forward", "error", f"forward returned {type(out).__name__}, not an array of numbers", case)
+    if dout64 is None:
+        dout64 = np.random.default_rng([case.seed, 1]).standard_normal(out_np.shape)
+    dout_np = dout64.astype(case.dtype)
+    dout = torch.from_numpy(dout_np.copy()) if layer.framework == "torch" else dout_np.copy()
+    try:
+        grads = layer.backward(dout, cache) if cache is not None else layer.backward(dout, *args, **hyper)
+    except Exception as error:
+        raise _fail(layer.wrt[0], "error", f"backward raised {_describe(error)}", case) from None
+    return out_np, dout64, _by_name(layer, grads, case)
+
+
+def _equal(a: Any, b: Any) -> bool:
+    return bool(np.array_equal(a, b)) if isinstance(a, np.ndarray) else bool(torch.equal(a, b))
+
+
+def _by_name(layer: _Layer, grads: Any, case: Case) -> dict[str, Any]:
+    """backward's result by input name: a mapping by name, a sequence in input order, or one array for one input."""
+    expected = ", ".join(layer.names[n] for n in layer.wrt)
+    if isinstance(grads, Mapping):
+        keyed = {n: grads[n] if n in grads else grads.get(layer.names[n]) for n in layer.wrt}
+        missing = [n for n, g in keyed.items() if g is None]
+        if missing:
+            raise _fail(missing[0], "missing", f"backward returned a mapping without {missing[0]!r} "
+                        f"(keys: {sorted(map(str, grads))})", case)
+        return keyed
+    if isinstance(grads, (tuple, list)):
+        if len(grads) != len(layer.wrt):
+            raise _fail(layer.wrt[0], "error", f"backward returned {len(grads)} gradient(s); expected "
+                        f"{len(layer.wrt)} ({expected}), in the order of the forward's inputs", case)
+        return dict(zip(layer.wrt, grads))
+    if len(layer.wrt) == 1:
+        return {layer.wrt[0]: grads}
+    raise _fail(layer.wrt[0], "error", f"backward returned {type(grads).__name__}; expected {len(layer.wrt)} "
+                f"gradients ({expected}) as a tuple or a mapping", case)
+
+
+# --------------------------------------------------------------------------------------------------------
+# References
+
+
+def _torch_args(arrays: Mapping[str, np.ndarray]) -> dict[str, Tensor]:
+    return {n: torch.from_numpy(a.astype(np.float64) if a.dtype.kind == "f" else a.copy()) for n, a in arrays.items()}
+
+
+@dataclass(frozen=True)
+class _TorchReferences:
+    autograd: dict[str, Tensor]
+    differences: dict[str, tuple[Tensor, Tensor]]
+    # |autograd in the case's own dtype - autograd in float64| for a low-precision case, else None: how much
+    # rounding this layer amplifies, as assert_gradients_agree measures it for any loss.
+    noise: dict[str, Tensor] | None
+
+
+def _torch_references(fn: Callable[..., Any], layer: _Layer, case: Case, arrays: Mapping[str, np.ndarray],
+                      dout64: np.ndarray) -> _TorchReferences:
+    """Autograd and central differences of <dout, fn(inputs)> in float64, for a torch forward ``fn``.
+
+    A failure of the reference itself (a torch quirk such as a non-contiguous gradient) is never the student's:
+    it is raised as an error of the check, with the reference named."""
+    hyper = _hyper(layer, case)
+    names = list(arrays)
+
+    def loss_with(dout: Tensor) -> Callable[..., Tensor]:
+        def loss(**kw: Tensor) -> Tensor:
+            out, _ = _split(fn(*[kw[n] for n in names], **hyper))
+            return (dout * torch.as_tensor(out)).sum()
+
+        return loss
+
+    args = _torch_args(arrays)
+    try:
+        loss64 = loss_with(torch.from_numpy(dout64))
+        ag = {k: v.contiguous() for k, v in autograd_gradients(loss64, args, layer.wrt).items()}
+        fd = finite_difference_gradients(loss64, args, layer.wrt)
+        noise = None
+        if case.dtype != "float64":
+            low = getattr(torch, case.dtype)
+            native_args = {n: a.to(low) if a.is_floating_point() else a for n, a in args.items()}
+            native = autograd_gradients(loss_with(torch.from_numpy(dout64).to(low)), native_args, layer.wrt,
+                                        promote=False)
+            noise = {n: (native[n].double() - ag[n]).abs() for n in layer.wrt}
+    except Exception as error:
+        raise _reference_failure(fn, case, error) from error
+    return _TorchReferences(ag, fd, noise)
+
+
+def _reference_failure(fn: Callable[..., Any], case: Case, error: BaseException) -> ReferenceFailure:
+    return ReferenceFailure(f"the reference forward {getattr(fn, '__name__', fn)!s} failed on {case.describe()}: "
+                            f"{_describe(error)}")
+
+
+def _numpy_differences(layer: _Layer, case: Case, arrays: Mapping[str, np.ndarray], dout64: np.ndarray,
+                       wrt: Sequence[str], step: float = STEP) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Central differences of <dout, forward(inputs)> in float64 numpy, element by element, with Richardson's error
+    estimate from steps s and 2s (as in :func:`gradcheckers.references.finite_difference_gradients`)."""
+    hyper = _hyper(layer, case)
+    base = {n: (a.astype(np.float64) if a.dtype.kind == "f" else a) for n, a in arrays.items()}
+
+    def value(current: Mapping[str, np.ndarray]) -> tuple[float, float]:
+        out = _to_numpy(_split(layer.forward(*[current[n].copy() for n in base], **hyper))[0]).astype(np.float64)
+        terms = dout64 * out
+        return float(terms.sum()), float(np.abs(terms).sum())
+
+    center, magnitude = value(base)
+    u = np.finfo(np.float64).eps / 2
+    rounding = FD_ROUNDING_TERMS * u * (magnitude + abs(center))
+    found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name in wrt:
+        theta = base[name]
+        flat = theta.reshape(-1)
+        grad, err = np.empty(flat.size), np.empty(flat.size)
+        for i in range(flat.size):
+            s = step * max(1.0, abs(float(flat[i])))
+            f = []
+            for m in (1.0, -1.0, 2.0, -2.0):
+                moved = flat.copy()
+                moved[i] += m * s
+                f.append(value({**base, name: moved.reshape(theta.shape)})[0])
+            d1, d2 = (f[0] - f[1]) / (2 * s), (f[2] - f[3]) / (4 * s)
+            grad[i] = (4 * d1 - d2) / 3
+            err[i] = abs(d1 - d2) / 3 + rounding / s
+        found[name] = (grad.reshape(theta.shape), err.reshape(theta.shape))
+    return found
+
+
+# --------------------------------------------------------------------------------------------------------
+# One case
+
+
+def _forward_verdict(layer: _Layer, case: Case, arrays: Mapping[str, np.ndarray], out: np.ndarray,
+                     dtype: torch.dtype) -> Verdict:
+    """The student's forward output against the reference forward's, in float64 (generic rounding)."""
+    assert layer.reference is not None
+    try:
+        ref = _split(layer.reference(*_torch_args(arrays).values(), **_hyper(layer, case)))[0]
+        ref = torch.as_tensor(ref).detach().to(torch.float64)
+    except Exception as error:
+        raise _reference_failure(layer.reference, case, error) from error
+    got_shape = tuple(np.shape(out))
+    if got_shape != tuple(ref.shape):
+        return Verdict("forward", "fail", "shape", f"forward returned an output of shape {got_shape}; the reference "
+                       f"forward's has shape {tuple(ref.shape)}", f"Case: {case.describe()}")
+    rounding = generic_rounding(ref, None, dtype)
+    allowed = allowed_error(ref, rounding, dtype, layer.tolerance)
+    conclusive = torch.isfinite(ref)
+    verdict = judge_with_limits("forward", out, tuple(ref.shape), ref, ref, torch.zeros_like(ref), conclusive, allowed,
+                                dtype, lambda: f"Case: {case.describe()}", "forward's output")
+    if verdict.status == "fail" and verdict.reason == "mismatch":
+        got = torch.as_tensor(np.asarray(out, dtype=np.float64))
+        if _uniformly_close(got, ref):
+            return _with_hint(verdict, "the forward computes a slightly different function from the reference (a "
+                              "safety epsilon such as log(p + 1e-8)?): the loss differentiated must be the loss the "
+                              "formula differentiates")
+    return verdict
+
+
+def _with_hint(verdict: Verdict, hint: str) -> Verdict:
+    return Verdict(verdict.parameter, verdict.status, verdict.reason, verdict.summary,
+                   f"{verdict.details}\nLikely cause: {hint}", verdict.worst)
+
+
+def _uniformly_close(got: Tensor, ref: Tensor) -> bool:
+    """Every sizeable element off by a relative amount below UNIFORM_RELATIVE_LIMIT (a slightly different function)."""
+    big = ref.abs() > 1e-3 * float(ref.abs().max()) if ref.numel() else ref.bool()
+    if not bool(big.any()) or got.shape != ref.shape:
+        return False
+    rel = ((got - ref).abs() / ref.abs())[big]
+    return bool((rel < UNIFORM_RELATIVE_LIMIT).all())
+
+
+def _evaluate(layer: _Layer, case: Case) -> tuple[list[Verdict], int]:
+    """Every verdict of one case that is not a pass (forward first, then each input), and how many were inconclusive."""
+    arrays = _draw(layer, case)
+    dtype = getattr(torch, case.dtype)
+    try:
+        out, dout64, grads = _run_student(layer, case, arrays, None)
+    except _StudentError as failure:
+        return [failure.verdict], 0
+    verdicts: list[Verdict] = []
+    if layer.reference is not None:
+        verdicts.append(_forward_verdict(layer, case, arrays, out, dtype))
+        refs = _torch_references(layer.reference, layer, case, arrays, dout64)
+    elif layer.framework == "torch":
+        refs = _torch_references(layer.forward, layer, case, arrays, dout64)
+    else:
+        verdicts += _numpy_verdicts(layer, case, arrays, dout64, grads, dtype)
+        return _not_passed(verdicts)
+    for name in layer.wrt:
+        ag, (fd, fd_error) = refs.autograd[name], refs.differences[name]
+        noise = None if refs.noise is None else refs.noise[name]
+        verdicts.append(judge(name, _to_numpy(grads[name]), tuple(arrays[name].shape), ag, fd, fd_error,
+                              generic_rounding(ag, noise, dtype), dtype, layer.tolerance,
+                              f"Case: {case.describe()}", f"backward's {layer.names[name]}"))
+    return _not_passed(verdicts)
+
+
+def _not_passed(verdicts: list[Verdict]) -> tuple[list[Verdict], int]:
+    return [v for v in verdicts if v.status == "fail"], sum(v.status == "inconclusive" for v in verdicts)
+
+
+def _numpy_verdicts(layer: _Layer, case: Case, arrays: Mapping[str, np.ndarray], dout64: np.ndarray,
+                    grads: Mapping[str, Any], dtype: torch.dtype) -> list[Verdict]:
+    """Judged against float64 central differences of the student's own numpy forward."""
+    fd = _numpy_differences(layer, case, arrays, dout64, layer.wrt)
+    verdicts = []
+    for name in layer.wrt:
+        verdict = _fd_verdict(layer, case, name, grads[name], fd[name], None, dtype)
+        if verdict.status == "fail" and verdict.reason == "mismatch":
+            # A second opinion at a smaller step: differences that change with the step straddle a kink.
+            finer = _numpy_differences(layer, case, arrays, dout64, [name], STEP / KINK_STEP_DIVISOR)[name]
+            verdict = _fd_verdict(layer, case, name, grads[name], fd[name], finer, dtype)
+        verdicts.append(verdict)
+    return verdicts
+
+
+def _fd_verdict(layer: _Layer, case: Case, name: str, value: Any, fd: tuple[np.ndarray, np.ndarray],
+                finer: tuple[np.ndarray, np.ndarray] | None, dtype: torch.dtype) -> Verdict:
+    ref, err = torch.from_numpy(fd[0]), torch.from_numpy(fd[1])
+    conclusive = torch.isfinite(ref)
+    if finer is not None:
+        ref2, err2 = torch.from_numpy(finer[0]), torch.from_numpy(finer[1])
+        conclusive &= (ref - ref2).abs() <= REFERENCE_SAFETY * (err + err2)
+    # The reference is itself an estimate: the analytic gradient may differ from it by its error estimate too.
+    allowed = allowed_error(ref, generic_rounding(ref, None, dtype), dtype, layer.tolerance) + REFERENCE_SAFETY * err
+    verdict = judge_with_limits(name, _to_numpy(value), tuple(ref.shape), ref, ref, err, conclusive, allowed, dtype,
+                                lambda: f"Case: {case.describe()}; the reference: central differences of the numpy "
+                                "forward in float64 (no autograd)", f"backward's {layer.names[name]}")
+    # One reference here, not two: say so in the summary the generic verdict wrote for autograd and differences.
+    summary = verdict.summary.replace("disagrees with autograd and finite differences (which agree with each other)",
+                                      "disagrees with central differences of the forward")
+    return Verdict(verdict.parameter, verdict.status, verdict.reason, summary, verdict.details, verdict.worst)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The search
+
+
+class _CaseFailed(AssertionError):
+    def __init__(self, verdicts: list[Verdict], case: Case) -> None:
+        super().__init__(verdicts[0].message)
+        self.verdicts = verdicts
+        self.case = case
+
+
+def _layer(forward: Forward, backward: Backward, inputs: Mapping[str, InputSpec], wrt: Sequence[str] | None,
+           hyperparameters: Mapping[str, Any], reference: Callable[..., Tensor] | None, framework: str,
+           tolerance: Tolerance) -> _Layer:
+    if not callable(forward) or not callable(backward):
+        raise InvalidArgument(f"forward={forward!r} and backward={backward!r} must be callables")
+    if not isinstance(inputs, Mapping) or not inputs:
+        raise InvalidArgument(f"inputs={inputs!r} must be a non-empty mapping of names to shapes or Inputs")
+    if framework not in ("numpy", "torch"):
+        raise InvalidArgument(f"framework={framework!r} must be 'numpy' or 'torch'")
+    specs = {name: as_input(name, spec) for name, spec in inputs.items()}
+    if wrt is None:
+        wrt = [n for n, s in specs.items() if not isinstance(s, Input) or s.is_differentiable]
+    unknown = [n for n in wrt if n not in specs]
+    if unknown or not wrt:
+        raise InvalidArgument(f"wrt={list(wrt)!r} must name some of the inputs {list(specs)}")
+    return _Layer(forward, backward, specs, tuple(wrt), tuple(hyperparameters), reference, framework, tolerance,
+                  {n: f"d{n}" for n in specs})
+
+
+def _size_bounds(layer: _Layer, sizes: Mapping[str, Any] | None) -> dict[str, Any]:
+    bounds: dict[str, Any] = dict(sizes or {})
+    for spec in layer.inputs.values():
+        if isinstance(spec, Input):
+            for name in spec.names():
+                if name not in bounds and name not in layer.hyper_names:
+                    bounds[name] = DEFAULT_SIZE
+    return bounds
+
+
+def check_backward(
+    forward: Forward,
+    backward: Backward,
+    inputs: Mapping[str, InputSpec],
+    *,
+    sizes: Mapping[str, tuple[int, int] | int] | None = None,
+    hyperparameters: Mapping[str, Hyperparameter | st.SearchStrategy[Any] | Any] | None = None,
+    where: Callable[[Sizes], bool] | None = None,
+    wrt: Sequence[str] | None = None,
+    reference: Callable[..., Tensor] | None = None,
+    framework: str = "numpy",
+    max_examples: int = 100,
+    seed: int = 0,
+    dtypes: Sequence[str] = ("float64", "float32"),
+    rtol: float | None = None,
+    atol: float | None = None,
+) -> BackwardResult:
+    """Check a layer's ``backward`` against the gradient of its ``forward``, over Hypothesis-drawn cases.
+
+    - ``forward(*inputs, **hyperparameters)`` returns ``out`` or ``(out, cache)``; ``backward(dout, cache)``
+      (or ``backward(dout, *inputs, **hyperparameters)`` when the forward returns no cache) returns the gradients
+      of the differentiated inputs in input order (a tuple, or one array for one input) or a mapping by name
+      (``"x"`` or ``"dx"``).
+    - ``inputs`` maps each argument name, in order, to a shape of ints and size names (``("N", "D")``), an
+      :class:`Input` (:func:`labels`, :func:`mask`, :func:`positive`), or a function ``(sizes, rng) -> array``.
+      ``wrt`` (default: every float input that is not labels or a mask) names the differentiated ones.
+    - ``sizes`` bounds each size name (``{"N": (1, 5), "C": 3}``; default 1..4); ``hyperparameters`` maps each
+      keyword of the forward to a :class:`~gradcheckers.assignment.Hyperparameter`, a Hypothesis strategy, or a
+      fixed value; ``where(sizes)`` is the constraint between them (``lambda s: s.pad < s.K``).
+    - ``reference``: a forward in torch, ``reference(*tensors, **hyperparameters) -> out``; then the student's
+      forward is checked against it and the references are its autograd and differences.
+    - ``framework="torch"`` passes torch tensors to the student's functions instead of numpy arrays.
+
+    The upstream gradient ``dout`` is drawn at random for every case. Returns a :class:`BackwardResult`;
+    :func:`assert_backward` raises instead.
+    """
+    tolerance = Tolerance(rtol, atol)
+    hyper = dict(hyperparameters or {})
+    layer = _layer(forward, backward, inputs, wrt, hyper, reference, framework, tolerance)
+    if not isinstance(max_examples, int) or isinstance(max_examples, bool) or max_examples < 1:
+        raise InvalidArgument(f"max_examples={max_examples!r} must be a positive integer")
+    case_strategy = st.builds(
+        Case,
+        sizes=strategies.named_sizes(_size_bounds(layer, sizes), hyper, where=where),
+        dtype=strategies.dtypes(tuple(dtypes)),
+        device=st.just("cpu"),
+        seed=strategies.seeds(),
+    )
+    seen: set[Case] = set()
+    inconclusive = [0]
+
+    @hypothesis.settings(max_examples=max_examples, deadline=None, database=None, derandomize=False,
+                         suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
+                         phases=(Phase.explicit, Phase.generate, Phase.shrink), verbosity=hypothesis.Verbosity.quiet,
+                         print_blob=False)
+    @hypothesis.seed(seed)
+    @hypothesis.given(case_strategy)
+    def run(case: Case) -> None:
+        seen.add(case)
+        failed, unsure = _evaluate(layer, case)
+        inconclusive[0] += unsure
+        if failed:
+            raise _CaseFailed(failed, case)
+
+    try:
+        run()
+    except _CaseFailed as failure:
+        return BackwardResult(False, len(seen), inconclusive[0], failure.case, tuple(failure.verdicts),
+                              _hint(failure.verdicts, failure.case))
+    return BackwardResult(True, len(seen), inconclusive[0])
+
+
+def _hint(verdicts: Sequence[Verdict], case: Case) -> str | None:
+    worst = verdicts[0].worst
+    if worst is None or verdicts[0].reason != "mismatch" or case.dtype != "float64":
+        return None
+    if worst.autograd and worst.analytic and math.isfinite(worst.analytic):
+        rel = abs(worst.analytic - worst.autograd) / abs(worst.autograd)
+        # Above ~1e3 ulps (1e-13) the difference is no longer rounding; below UNIFORM_RELATIVE_LIMIT it is no
+        # mistake in the formula either.
+        if UNIFORM_RELATIVE_FLOOR < rel < UNIFORM_RELATIVE_LIMIT:
+            return ("the mismatch is tiny and relative: the loss differentiated must be the loss the formula "
+                    "differentiates (a safety epsilon such as log(p + 1e-8) in the forward changes it)")
+    return None
+
+
+def assert_backward(forward: Forward, backward: Backward, inputs: Mapping[str, InputSpec], **options: Any) -> None:
+    """:func:`check_backward`, raising :class:`~gradcheckers.errors.GradientMismatchError` with the smallest
+    failing case when it does not pass."""
+    __tracebackhide__ = True
+    result = check_backward(forward, backward, inputs, **options)
+    if not result.passed:
+        raise GradientMismatchError(result.message)
+
+
+# --------------------------------------------------------------------------------------------------------
+# A layer as an assignment: its inputs, sizes, hyperparameters and reference, plus known right and wrong answers
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One implementation of a layer: a ``forward`` (None: the layer's own) and a ``backward``; ``fails`` names
+    the input whose gradient it gets wrong (``"forward"`` for the forward), or is None for a correct one."""
+
+    backward: Backward
+    fails: str | None = None
+    forward: Forward | None = None
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A layer a course assigns, as data: what :func:`check_backward` needs to check anyone's implementation of it.
+
+    ``forward`` and ``backward`` are the correct numpy implementation in the course's calling convention;
+    ``reference`` the forward in torch; ``wrong`` and ``correct`` are further implementations that must fail
+    (at the input they name) and pass.
+    """
+
+    name: str
+    title: str
+    inputs: Mapping[str, InputSpec]
+    forward: Forward
+    backward: Backward
+    reference: Callable[..., Tensor] | None = None
+    sizes: Mapping[str, tuple[int, int] | int] = field(default_factory=dict)
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+    where: Callable[[Sizes], bool] | None = None
+    wrong: Mapping[str, Variant] = field(default_factory=dict)
+    correct: Mapping[str, Variant] = field(default_factory=dict)
+    # The names a submission defines for the gate: (forward, backward), or (loss, None) for a loss that returns its
+    # own gradients (``loss, dx = softmax_loss(x, y)``). Default: <name>_forward, <name>_backward.
+    functions: tuple[str, str | None] | None = None
+
+    @property
+    def function_names(self) -> tuple[str, str | None]:
+        base = self.name.replace("-", "_")
+        return self.functions or (f"{base}_forward", f"{base}_backward")
+
+    def assignment(self) -> Assignment:
+        """This layer as an :class:`~gradcheckers.assignment.Assignment` for the gate and ``check_formulas``."""
+        from gradcheckers.layer_assignment import layer_assignment
+
+        return layer_assignment(self)
+
+    def check(self, forward: Forward | None = None, backward: Backward | None = None, **options: Any
+              ) -> BackwardResult:
+        """:func:`check_backward` of ``forward`` (default: this layer's) and ``backward`` with this layer's inputs,
+        sizes, hyperparameters and torch reference; ``options`` override any of them."""
+        settings: dict[str, Any] = {"sizes": self.sizes, "hyperparameters": self.hyperparameters,
+                                    "where": self.where, "reference": self.reference, **options}
+        return check_backward(forward or self.forward, backward or self.backward, self.inputs, **settings)
+
+    def assert_correct(self, forward: Forward | None = None, backward: Backward | None = None, **options: Any
+                       ) -> None:
+        """:meth:`check`, raising :class:`~gradcheckers.errors.GradientMismatchError` when it does not pass."""
+        __tracebackhide__ = True
+        result = self.check(forward, backward, **options)
+        if not result.passed:
+            raise GradientMismatchError(f"{self.name}: {result.message}")

@@ -1,0 +1,140 @@
+"""A :class:`~gradcheckers.backward.Layer` as an :class:`~gradcheckers.assignment.Assignment`, for the gate.
+
+The assignment's arguments are the layer's inputs that are not differentiated (labels, masks), then ``dout`` (the
+random upstream gradient, an input like any other), then the differentiated inputs (its parameters); its loss is
+``<dout, reference(inputs)>`` and its hyperparameters are the layer's. A submission defines the course's functions
+(``affine_forward``/``affine_backward``, or ``softmax_loss`` returning the loss and its gradient); an adapter
+appended to it in its worker calls them in the course's convention and hands back the gradients by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gradcheckers.assignment import ADAPTER_FUNCTION, Assignment, Sizes
+
+if TYPE_CHECKING:
+    from gradcheckers.backward import Layer
+
+__all__ = ["UPSTREAM", "layer_assignment"]
+
+UPSTREAM = "dout"
+
+# Runs in the submission's worker (no gradcheckers there): the course's forward, then its backward, on numpy arrays.
+_ADAPTER = """
+
+def {function}(*args, **hyperparameters):
+    values = dict(zip({arguments!r}, args))
+    inputs = [values[name].numpy() for name in {inputs!r}]
+    dout = values[{upstream!r}].numpy()
+    result = {forward}(*inputs, **hyperparameters)
+    if not (isinstance(result, tuple) and len(result) == 2):
+        raise TypeError("{forward} must return a pair: (out, cache), or (loss, gradients) for a loss")
+    if {backward!r} is None:
+        grads = result[1]
+        grads = tuple(dout * g for g in grads) if isinstance(grads, (tuple, list)) else dout * grads
+    else:
+        grads = {backward_call}(dout, result[1])
+    names = {wrt!r}
+    if isinstance(grads, dict):
+        return {{name: grads[name] if name in grads else grads["d" + name] for name in names}}
+    if not isinstance(grads, (tuple, list)):
+        grads = (grads,)
+    if len(grads) != len(names):
+        raise TypeError("the backward returned %d gradient(s); expected %d (%s), in the order of the forward's "
+                        "inputs" % (len(grads), len(names), ", ".join("d" + n for n in names)))
+    return dict(zip(names, grads))
+"""
+
+
+def _differentiated(layer: Layer) -> tuple[str, ...]:
+    from gradcheckers.backward import Input, as_input
+
+    specs = {name: as_input(name, spec) for name, spec in layer.inputs.items()}
+    return tuple(n for n, s in specs.items() if not isinstance(s, Input) or s.is_differentiable)
+
+
+def _draw_inputs(layer: Layer, sizes: Sizes, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    from gradcheckers.backward import Input, as_input
+
+    drawn = {}
+    for name, spec in layer.inputs.items():
+        item = as_input(name, spec)
+        drawn[name] = np.asarray(item.draw(sizes, rng) if isinstance(item, Input) else item(sizes, rng))
+    return drawn
+
+
+def layer_assignment(layer: Layer) -> Assignment:
+    """The gate's view of ``layer``: see the module's docstring."""
+    assert layer.reference is not None, f"layer {layer.name} has no torch reference"
+    reference = layer.reference
+    wrt = _differentiated(layer)
+    order = tuple(layer.inputs)
+    constants = (*(n for n in order if n not in wrt), UPSTREAM)
+    hyper_names = tuple(layer.hyperparameters)
+
+    def out_of(args: Mapping[str, Tensor], hyper: Mapping[str, Any]) -> Tensor:
+        out = reference(*[args[n] for n in order], **hyper)
+        return out[0] if isinstance(out, tuple) else out
+
+    def draw(sizes: Sizes, generator: torch.Generator, scale: float = 1.0) -> dict[str, Tensor]:
+        # Only from `generator`, so that a case's seed reproduces it; numpy's generator seeded from it.
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
+        arrays = _draw_inputs(layer, sizes, rng)
+        tensors = {n: torch.from_numpy(a * scale if a.dtype.kind == "f" and n in wrt else a) for n, a in arrays.items()}
+        hyper = {n: sizes[n] for n in hyper_names}
+        shape = out_of({n: t.double() if t.is_floating_point() else t for n, t in tensors.items()}, hyper).shape
+        tensors[UPSTREAM] = torch.from_numpy(rng.standard_normal(tuple(shape)))
+        return tensors
+
+    def shapes(sizes: Sizes) -> dict[str, tuple[int, ...]]:
+        return {n: tuple(t.shape) for n, t in draw(sizes, torch.Generator().manual_seed(0)).items()}
+
+    def loss(**kw: Any) -> Tensor:
+        hyper = {n: kw.pop(n) for n in hyper_names}
+        return (kw[UPSTREAM] * out_of(kw, hyper)).sum()
+
+    def gradients(*args: Tensor, **hyper: Any) -> dict[str, Tensor]:
+        values = dict(zip(constants + wrt, args))
+        result = layer.forward(*[values[n].numpy() for n in order], **hyper)
+        dout = values[UPSTREAM].numpy()
+        grads = layer.backward(dout, result[1])
+        grads = grads if isinstance(grads, tuple) else (grads,)
+        return {n: torch.as_tensor(np.asarray(g)) for n, g in zip(wrt, grads)}
+
+    forward_name, backward_name = layer.function_names
+    adapter = _ADAPTER.format(function=ADAPTER_FUNCTION, arguments=constants + wrt, inputs=order, upstream=UPSTREAM,
+                              forward=forward_name, backward=backward_name, backward_call=backward_name or "None",
+                              wrt=wrt)
+    return Assignment(
+        name=layer.name,
+        title=layer.title,
+        inputs=constants,
+        parameters=wrt,
+        shapes=shapes,
+        draw=draw,
+        loss=loss,
+        reference=gradients,
+        sizes={**{n: b for n, b in layer.sizes.items()}, **_default_sizes(layer)},
+        hyperparameters=dict(layer.hyperparameters),
+        constraint=layer.where,
+        adapter=adapter,
+    )
+
+
+def _default_sizes(layer: Layer) -> dict[str, Any]:
+    from gradcheckers.backward import DEFAULT_SIZE, Input, as_input
+
+    found: dict[str, Any] = {}
+    for name, spec in layer.inputs.items():
+        item = as_input(name, spec)
+        if isinstance(item, Input):
+            for size in item.names():
+                if size not in layer.sizes and size not in layer.hyperparameters:
+                    found[size] = DEFAULT_SIZE
+    return found

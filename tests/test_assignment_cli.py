@@ -1,0 +1,111 @@
+"""``gradcheckers check`` and ``grade`` with ``--assignment FILE.py``, through the real command line.
+
+Issue 11, item 1: both crashed with a traceback (exit 1) on the shipped template, because the report looked the
+assignment up again by its name, which only bundled assignments have.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+from test_cli import FAST
+from test_cli import gradcheckers as run_cli
+
+import gradcheckers
+
+SUBMISSIONS = Path(__file__).parent / "submissions"
+TEMPLATE = Path(gradcheckers.__file__).parent / "examples" / "assignments" / "template.py"
+
+
+def test_check_with_the_template_file_passes_a_correct_submission(tmp_path: Path) -> None:
+    run = run_cli("check", str(SUBMISSIONS / "ridge_correct.py"), "--assignment", str(TEMPLATE), *FAST,
+                  tmp_path=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.report["passed"] and set(run.report["parameters"]) == {"W", "b"}
+    assert run.report["max_score"] == 2.0 and run.report["score"] == 2.0
+
+
+def test_check_with_the_template_file_fails_a_wrong_one_and_names_the_file_to_reproduce(tmp_path: Path) -> None:
+    run = run_cli("check", str(SUBMISSIONS / "ridge_wrong_b.py"), "--assignment", str(TEMPLATE), *FAST,
+                  tmp_path=tmp_path)
+    assert run.returncode == 1, run.stdout + run.stderr
+    b = run.report["parameters"]["b"]
+    assert not b["passed"] and b["reason"] in ("shape", "mismatch")
+    assert run.report["parameters"]["W"]["passed"]
+    # The command that reproduces the failure must name the file, not the assignment's display name.
+    assert f"--assignment {TEMPLATE}" in run.stdout
+
+
+def test_grade_with_the_template_file(tmp_path: Path) -> None:
+    course = tmp_path / "course"
+    course.mkdir()
+    shutil.copy(SUBMISSIONS / "ridge_correct.py", course / "alice.py")
+    shutil.copy(SUBMISSIONS / "ridge_wrong_b.py", course / "bob.py")
+    run = run_cli("grade", str(course), "--assignment", str(TEMPLATE), "--jobs", "1", *FAST,
+                  "--csv", str(tmp_path / "book.csv"), "--reports", str(tmp_path / "reports"), tmp_path=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = {row["student"]: row for row in csv.DictReader((tmp_path / "book.csv").open())}
+    assert set(rows) == {"alice", "bob"}
+    alice = json.loads((tmp_path / "reports" / "alice.json").read_text())
+    bob = json.loads((tmp_path / "reports" / "bob.json").read_text())
+    assert alice["passed"] and alice["max_score"] == 2.0
+    assert not bob["passed"] and not bob["parameters"]["b"]["passed"]
+
+
+# --- a layer assignment: the course's forward and backward, with named sizes and hyperparameters -----------------
+
+
+def test_check_a_correct_layer_submission(tmp_path: Path) -> None:
+    run = run_cli("check", str(SUBMISSIONS / "layer_affine_correct.py"), "--assignment", "affine", *FAST,
+                  tmp_path=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert set(run.report["parameters"]) == {"x", "w", "b"} and run.report["max_score"] == 3.0
+
+
+def test_check_a_wrong_layer_submission_names_the_input_and_the_smallest_named_sizes(tmp_path: Path) -> None:
+    run = run_cli("check", str(SUBMISSIONS / "layer_affine_wrong_db.py"), "--assignment", "affine", *FAST,
+                  tmp_path=tmp_path)
+    assert run.returncode == 1, run.stdout + run.stderr
+    b = run.report["parameters"]["b"]
+    assert not b["passed"] and run.report["parameters"]["x"]["passed"] and run.report["parameters"]["w"]["passed"]
+    case = b["counterexample"]
+    assert {k: case[k] for k in ("N", "A", "B", "M")} in ({"N": 1, "A": 1, "B": 1, "M": 2},
+                                                          {"N": 2, "A": 1, "B": 1, "M": 1}), case
+    assert case["dtype"] == "float64" and case["seed"] >= 0
+
+
+def test_a_hyperparameter_reaches_the_submission_and_the_counterexample_through_the_gate(tmp_path: Path) -> None:
+    run = run_cli("check", str(SUBMISSIONS / "layer_conv_wrong_stride.py"), "--assignment", "conv",
+                  "--timeout", "30", "--examples", "8", "--parameter", "w", tmp_path=tmp_path)
+    assert run.returncode == 1, run.stdout + run.stderr
+    w = run.report["parameters"]["w"]
+    assert not w["passed"] and w["counterexample"]["stride"] == 2, w
+    assert "stride=2" in run.stdout
+
+
+def test_grade_a_course_on_a_layer_assignment(tmp_path: Path) -> None:
+    course = tmp_path / "course"
+    course.mkdir()
+    shutil.copy(SUBMISSIONS / "layer_affine_correct.py", course / "alice.py")
+    shutil.copy(SUBMISSIONS / "layer_affine_wrong_db.py", course / "bob.py")
+    run = run_cli("grade", str(course), "--assignment", "affine", "--jobs", "1", *FAST,
+                  "--csv", str(tmp_path / "book.csv"), "--reports", str(tmp_path / "reports"), tmp_path=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    alice = json.loads((tmp_path / "reports" / "alice.json").read_text())
+    bob = json.loads((tmp_path / "reports" / "bob.json").read_text())
+    assert alice["passed"] and alice["max_score"] == 3.0
+    assert [name for name, r in bob["parameters"].items() if not r["passed"]] == ["b"]
+
+
+def test_assignments_lists_every_layer_one_line_each(tmp_path: Path) -> None:
+    run = run_cli("assignments", tmp_path=tmp_path)
+    assert run.returncode == 0
+    lines = run.stdout.splitlines()
+    from gradcheckers.models.layers import LAYERS
+
+    for name, layer in LAYERS.items():
+        assert sum(line.split()[0] == name for line in lines) == 1, name
+        assert any(line.startswith(name) and layer.title in line for line in lines), name
