@@ -19,6 +19,7 @@ __all__ = [
     "MARKDOWN_LIMIT",
     "format_failure",
     "gradescope_results",
+    "junit_classname",
     "junit_xml",
     "markdown_summary",
     "reproduce_command",
@@ -111,6 +112,8 @@ def _terminal_report(report: Report) -> str:
     for name, result in params.items():
         if not result["passed"]:
             lines += ["", format_failure(name, result, reproduce_command(report, name))]
+    if report.get("internal_error"):
+        lines += ["", f"internal error of gradcheckers (not a verdict on the submission): {report['internal_error']}"]
     score = report.get("score")
     if score is not None:
         lines += ["", f"score {score:g} / {report.get('max_score', len(params)):g}: "
@@ -138,6 +141,8 @@ def markdown_summary(report: Report) -> str:
         verdict = "pass" if result["passed"] else f"**fail** ({result.get('reason')})"
         case = describe_case(result.get("counterexample"))
         lines.append(f"| `{name}` | {verdict} | {result.get('examples', 0)} | {case} |")
+    if report.get("internal_error"):
+        lines += ["", f"**Internal error of gradcheckers** (not a verdict): `{report['internal_error']}`"]
     lines += ["", f"Score: **{report.get('score', 0):g} / {report.get('max_score', len(params)):g}**, "
                   f"seed {report.get('seed')}"]
     for name, result in params.items():
@@ -187,21 +192,43 @@ def gradescope_results(report: Report, weights: Mapping[str, float] | None = Non
     }
 
 
+def junit_classname(submission: str) -> str:
+    """A JUnit classname for a submission: CI servers split classnames at dots into packages, so a path such
+    as ``students/alice/hw.py`` becomes ``students_alice_hw``, not a package ``students/alice/hw`` and a class
+    ``py``."""
+    stem = re.sub(r"\.(py|ipynb)$", "", submission)
+    return re.sub(r"[^0-9A-Za-z_]+", "_", stem).strip("_") or "submission"
+
+
+def _junit_time(seconds: float) -> str:
+    # Jenkins' junit-10.xsd (SUREFIRE_TIME) allows at most three decimals.
+    return f"{max(seconds, 0.0):.3f}"
+
+
 def junit_xml(reports: Sequence[Report]) -> str:
-    """JUnit XML: one testsuite per submission, one testcase per parameter."""
+    """JUnit XML: one testsuite per submission, one testcase per parameter. Valid against Jenkins' junit-10.xsd
+    (the test suite checks it): the seed is a property of the suite, never of a testcase."""
     suites = ET.Element("testsuites", name="gradcheckers")
     for report in reports:
         params: Mapping[str, Mapping[str, Any]] = report.get("parameters", {})
         failures = sum(1 for r in params.values() if not r["passed"])
-        suite = ET.SubElement(suites, "testsuite", name=str(report.get("submission")), tests=str(len(params) or 1),
-                              failures=str(failures), errors="1" if report.get("load_error") else "0")
+        problems = [(kind, str(report[key])) for kind, key in (("load", "load_error"), ("internal", "internal_error"))
+                    if report.get(key)]
+        seconds = {name: float(r.get("seconds") or 0.0) for name, r in params.items()}
+        suite = ET.SubElement(suites, "testsuite", name=str(report.get("submission")),
+                              tests=str(len(params) + len(problems)), failures=str(failures),
+                              errors=str(len(problems)), time=_junit_time(sum(seconds.values())))
+        if report.get("started"):
+            suite.set("timestamp", str(report["started"]))
         props = ET.SubElement(suite, "properties")
         ET.SubElement(props, "property", name="seed", value=str(report.get("seed")))
-        if report.get("load_error"):
-            case = ET.SubElement(suite, "testcase", classname=str(report.get("submission")), name="load")
-            ET.SubElement(case, "error", message=str(report["load_error"])[:500]).text = str(report["load_error"])
+        classname = junit_classname(str(report.get("submission")))
+        for kind, text in problems:
+            case = ET.SubElement(suite, "testcase", classname=classname, name=kind, time="0.000")
+            ET.SubElement(case, "error", message=text[:500], type=f"{kind}-error").text = text
         for name, result in params.items():
-            case = ET.SubElement(suite, "testcase", classname=str(report.get("submission")), name=f"grad_{name}")
+            case = ET.SubElement(suite, "testcase", classname=classname, name=f"grad_{name}",
+                                 time=_junit_time(seconds[name]))
             if not result["passed"]:
                 reason = str(result.get("reason"))
                 failure = ET.SubElement(case, "failure", message=reason, type=reason)
