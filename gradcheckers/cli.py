@@ -138,6 +138,22 @@ def _limits(args: argparse.Namespace) -> Any:
     )
 
 
+def _private_hypothesis_home() -> None:
+    """Give Hypothesis a storage folder of its own, removed at exit. By default it writes ``.hypothesis/`` (a
+    constants cache, even with no example database) into the current folder, which on Gradescope is the
+    student's submission folder; gate runs use no example database, so nothing there is worth keeping."""
+    if os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+        return  # the caller chose one
+    import atexit
+    import shutil
+    import tempfile
+
+    home = tempfile.mkdtemp(prefix="gradcheckers-hypothesis-")
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
+    # The environment, not set_hypothesis_home_dir: worker processes of `grade` read it too.
+    os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = home
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -151,6 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name:22} {get_assignment(name).title}")
         return 0
     parser = args.usage_parser
+    _private_hypothesis_home()
     if (args.rtol is None) != (args.atol is None):
         parser.error("--rtol and --atol go together: give both or neither")
     from gradcheckers.errors import InvalidArgument, LoadError

@@ -342,3 +342,12 @@ def test_an_internal_error_exits_3_and_still_writes_every_report(tmp_path: Path)
     assert run.stderr.startswith("gradcheckers: internal error (exit 3): checking W1: RuntimeError: the instructor")
     assert run.report["internal_error"].startswith("checking W1: RuntimeError") and not run.report["passed"]
     assert "internal error of gradcheckers" in run.stdout
+
+
+def test_a_gate_run_writes_nothing_into_the_current_folder(tmp_path: Path) -> None:
+    # On Gradescope the current folder is the submission's: Hypothesis's .hypothesis/ (its constants cache) must
+    # not appear there.
+    run = gradcheckers("check", "correct", *FAST, tmp_path=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"report.{k}" for k in
+                                                                ("json", "gradescope", "junit", "markdown"))
