@@ -117,6 +117,7 @@ class ParameterResult:
     counterexample: Case | None = None
     worst: WorstElement | None = None
     diagnosis: str | None = None
+    snippet: str | None = None  # Python rebuilding the failing case by hand (report.counterexample_snippet)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -128,6 +129,7 @@ class ParameterResult:
             "counterexample": None if self.counterexample is None else self.counterexample.to_json(),
             "worst": None if self.worst is None else _finite_json(self.worst.__dict__),
             "diagnosis": self.diagnosis,
+            "snippet": self.snippet,
         }
 
 
@@ -392,7 +394,27 @@ def check_parameter(
         case,
         verdict.worst,
         diagnosis,
+        _snippet(parameter, formula, case, verdict, assignment, cache, function),
     )
+
+
+def _snippet(
+    parameter: str, formula: Formula, case: Case, verdict: Verdict, assignment: Assignment,
+    cache: _ReferenceCache, function: str | None,
+) -> str | None:
+    """The failing case as paste-able Python, for failures that returned something (one more call)."""
+    from gradcheckers.report import counterexample_snippet
+
+    if verdict.reason not in ("mismatch", "shape", "non-finite"):
+        return None
+    args, refs = cache.get(case)
+    try:
+        value = formula(*[args[n].clone() for n in assignment.arguments])
+        returned = torch.as_tensor(value).detach().cpu().tolist()
+    except Exception:
+        returned = None
+    inputs = {name: args[name].detach().cpu().tolist() for name in assignment.arguments}
+    return counterexample_snippet(parameter, inputs, refs.autograd[parameter].tolist(), returned, case.dtype, function)
 
 
 def diagnose(

@@ -17,6 +17,8 @@ from xml.etree import ElementTree as ET
 
 __all__ = [
     "MARKDOWN_LIMIT",
+    "count_cases",
+    "counterexample_snippet",
     "format_failure",
     "gradescope_results",
     "junit_classname",
@@ -73,6 +75,45 @@ def reproduce_command(report: Report, parameter: str | None = None) -> str:
     return shlex.join(words)
 
 
+# A snippet is for a case small enough to read: a few hundred numbers at most (shrinking makes most
+# counterexamples one element per tensor).
+SNIPPET_NUMBERS = 256
+
+
+def counterexample_snippet(
+    parameter: str, inputs: Mapping[str, Any], expected: Any, returned: Any, dtype: str, function: str | None = None
+) -> str | None:
+    """Python that rebuilds a failing case by hand: every input as ``torch.tensor([...], dtype=...)``, the
+    expected gradient (autograd, float64) and what the formula returned. ``inputs`` maps names to nested lists
+    (``Tensor.tolist()``; integer labels stay integers); None when the case holds too many numbers to read."""
+
+    def count(value: Any) -> int:
+        return sum(count(v) for v in value) if isinstance(value, list) else 1
+
+    values = [*inputs.values(), expected, *([] if returned is None else [returned])]
+    if sum(count(v) for v in values) > SNIPPET_NUMBERS:
+        return None
+
+    def tensor(value: Any, kind: str) -> str:
+        # repr(float) is the shortest text that reads back to the same double, so the case is rebuilt exactly.
+        text = repr(value).replace("nan", "float('nan')").replace("inf", "float('inf')")
+        return f"torch.tensor({text}, dtype=torch.{kind})"
+
+    def kind_of(value: Any) -> str:
+        flat = value
+        while isinstance(flat, list) and flat:
+            flat = flat[0]
+        return "int64" if isinstance(flat, int) and not isinstance(flat, bool) else dtype
+
+    name = function or f"grad_{parameter}"
+    lines = ["import torch", ""]
+    lines += [f"{key} = {tensor(value, kind_of(value))}" for key, value in inputs.items()]
+    lines.append(f"expected_{name} = {tensor(expected, 'float64')}  # autograd, in float64")
+    if returned is not None:
+        lines.append(f"returned_{name} = {tensor(returned, kind_of(returned))}  # what {name} returned")
+    return "\n".join(lines)
+
+
 def format_failure(parameter: str, result: Mapping[str, Any], reproduce: str | None = None) -> str:
     """The full explanation of one failed parameter: what, where (smallest case), why, how to reproduce."""
     lines = [f"{parameter}: FAILED ({result.get('reason')})", str(result.get("message") or "").rstrip()]
@@ -80,16 +121,22 @@ def format_failure(parameter: str, result: Mapping[str, Any], reproduce: str | N
     if case and case not in lines[1]:
         lines.append(f"Smallest failing case: {case}")
     worst = result.get("worst")
-    if worst:
+    if worst and "worst element" not in lines[1].lower():  # the mismatch message usually names it already
         lines.append(
             f"Worst element {tuple(worst['index'])}: analytic {worst['analytic']:.6g}, autograd "
             f"{worst['autograd']:.6g}, finite differences {worst['finite_differences']:.6g}"
         )
     if result.get("diagnosis"):
         lines.append(f"Likely cause: {result['diagnosis']}")
+    if result.get("snippet"):
+        lines += ["The smallest failing case, to paste into your own notebook:", _indent(str(result["snippet"]))]
     if reproduce:
         lines.append(f"Reproduce: {reproduce}")
     return "\n".join(line for line in lines if line)
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line if line else line for line in text.splitlines())
 
 
 def terminal_report(report: Report) -> str:
@@ -98,7 +145,8 @@ def terminal_report(report: Report) -> str:
 
 
 def _terminal_report(report: Report) -> str:
-    lines = [f"gradcheckers: {report.get('submission')} ({report.get('assignment')}, seed {report.get('seed')})"]
+    # The run's seed as the flag that reproduces it: "seed" is also a bundled example and a case's data seed.
+    lines = [f"gradcheckers: {report.get('submission')} ({report.get('assignment')}, --seed {report.get('seed')})"]
     if report.get("load_error"):
         lines.append(f"cannot check the submission: {report['load_error']}")
         return "\n".join(lines)
@@ -107,8 +155,7 @@ def _terminal_report(report: Report) -> str:
     for name, result in params.items():
         verdict = "PASS" if result["passed"] else f"FAIL ({result.get('reason')})"
         extra = f", {result['inconclusive']} inconclusive" if result.get("inconclusive") else ""
-        count = result.get("examples", 0)
-        lines.append(f"  {name:<{width}}  {verdict:<22} {count} example{'' if count == 1 else 's'}{extra}")
+        lines.append(f"  {name:<{width}}  {verdict:<22} {count_cases(result)}{extra}")
     for name, result in params.items():
         if not result["passed"]:
             lines += ["", format_failure(name, result, reproduce_command(report, name))]
@@ -122,6 +169,16 @@ def _terminal_report(report: Report) -> str:
     if output.strip():
         lines += ["", "Output of the submission (excerpt):", _excerpt(output)]
     return "\n".join(lines)
+
+
+def count_cases(result: Mapping[str, Any]) -> str:
+    """How many cases a parameter's check tried. A failure's count includes the cases tried while shrinking,
+    so it may exceed the number of examples asked for: say so, rather than leave it unexplained."""
+    count = int(result.get("examples", 0))
+    noun = "case" if count == 1 else "cases"
+    if result.get("passed") or result.get("reason") == "missing":
+        return f"{count} {noun}"
+    return f"{count} {noun} (searching and shrinking)"
 
 
 def _excerpt(text: str, limit: int = OUTPUT_EXCERPT) -> str:

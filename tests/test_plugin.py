@@ -43,7 +43,8 @@ SEED_HEADER = re.compile(r"^gradcheckers: using --gradcheckers-seed=(\d+)$", re.
 SMALLEST = "batch=1, n_feature=1, n_hidden=1, n_output=1, dtype=float64, device=cpu, seed=0"
 W1_SMALLEST = "batch=2, n_feature=1, n_hidden=1, n_output=1, dtype=float64, device=cpu, seed=0"
 BATCH_CAUSE = "right for a batch of 1 and wrong for larger batches: the per-sample terms are not summed over the batch*"
-SHAPE_HINT = "The extra leading axis of size 1 looks like the batch: sum over it."
+SHAPE_HINT = ("It has one axis too many: sum the per-sample terms over the batch axis, which is the last axis if the "
+              "result was transposed (e.g. (Y - Y_pred).t()).")
 
 
 def reproduce(parameter: str, seed: int = 0) -> str:

@@ -367,3 +367,22 @@ def test_an_internal_error_is_an_error_testcase_and_not_a_pass() -> None:
     root = check_junit(writers.junit_xml([data]), [data])
     assert root.find("testsuite/testcase[@name='internal']/error") is not None
     assert "internal error of gradcheckers" in writers.terminal_report(data)
+
+
+# --- messages a student can act on --------------------------------------------------------------------------------
+
+
+def test_the_worst_element_is_named_once_and_counts_that_include_shrinking_say_so() -> None:
+    data = sample_report(MIXED)
+    w2 = data["parameters"]["W2"]
+    w2["message"] = "grad_W2 is wrong on 1 of 1 element(s).\nWorst element (0, 0): analytic 3, autograd 2"
+    w2["worst"] = {"index": [0, 0], "analytic": 3.0, "autograd": 2.0, "finite_differences": 2.0,
+                   "fd_error": 1e-9, "allowed": 1e-15}
+    w2["examples"] = 137
+    w2["snippet"] = "import torch\n\nX = torch.tensor([[-0.5]], dtype=torch.float64)"
+    text = writers.terminal_report(data)
+    assert text.lower().count("worst element") == 1
+    assert "W2  FAIL (mismatch)        137 cases (searching and shrinking)" in text
+    assert "  W1  PASS                   20 cases" in text
+    assert "    X = torch.tensor([[-0.5]], dtype=torch.float64)" in text
+    assert text.startswith("gradcheckers: homework.py (two-layer-sigmoid, --seed 0)")
