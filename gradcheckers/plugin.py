@@ -584,15 +584,11 @@ def _number(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, (int, float)) else str(value)
 
 
-def _examples(count: int) -> str:
-    return f"{count} example" + ("" if count == 1 else "s")
-
-
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash.get(STATE, None)
     if state is None or not state.results:
         return  # nothing was checked
-    from gradcheckers.report import describe_case
+    from gradcheckers.report import count_cases, describe_case
 
     tr = terminalreporter
     tr.section("gradcheckers")
@@ -601,10 +597,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         tr.write_line(f"{CANNOT_CHECK}{state.load_error}")
     for name, result in report["parameters"].items():
         if result["passed"]:
-            tr.write_line(f"{name}: passed ({_examples(result['examples'])})")
+            tr.write_line(f"{name}: passed ({count_cases(result)})")
             continue
         tr.write_line(
-            f"{name}: FAILED ({result['reason']}) after {_examples(result['examples'])}; "
+            f"{name}: FAILED ({result['reason']}) after {count_cases(result)}; "
             f"smallest case: {describe_case(result.get('counterexample')) or 'n/a'}"
         )
         if result.get("worst"):
@@ -616,4 +612,4 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         if result.get("diagnosis"):
             tr.write_line(f"    likely cause: {result['diagnosis']}")
         tr.write_line(f"    reproduce: {state.reproduce(name)}")
-    tr.write_line(f"score {report['score']:g} / {report['max_score']:g} (seed {state.seed})")
+    tr.write_line(f"score {report['score']:g} / {report['max_score']:g} ({SEED}={state.seed})")

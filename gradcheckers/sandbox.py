@@ -253,7 +253,8 @@ class Worker:
         path = self._source.path
         deadline = time.monotonic() + self._limits.load_timeout
         try:
-            _send(sock, {"op": "load"}, [self._source.code.encode("utf-8", "surrogatepass")], deadline)
+            _send(sock, {"op": "load"}, [(self._source.program or self._source.code).encode("utf-8", "surrogatepass")],
+                  deadline)
             reply, _ = _receive(sock, deadline, 0)
             status = _field(reply, "status", str)
             if status == "loaded":

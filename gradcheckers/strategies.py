@@ -162,8 +162,8 @@ def cases(
     """Whole problem instances for an assignment (default: the seed's two-layer sigmoid network).
 
     Each argument takes a value or a strategy; None means the default strategy (:func:`sizes`,
-    :func:`dtypes`, :func:`devices`, :func:`seeds`, :func:`regimes`). Sizes an assignment does not use are held at its fixed
-    value so that they neither vary nor clutter a counterexample.
+    :func:`dtypes`, :func:`devices`, :func:`seeds`, :func:`regimes`). Sizes an assignment does not use are
+    held at its fixed value so that they neither vary nor clutter a counterexample.
     """
     spec = get_assignment(assignment)
     if isinstance(sizes, Sizes):

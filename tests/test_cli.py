@@ -351,3 +351,35 @@ def test_a_gate_run_writes_nothing_into_the_current_folder(tmp_path: Path) -> No
     assert run.returncode == 0, run.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"report.{k}" for k in
                                                                 ("json", "gradescope", "junit", "markdown"))
+
+
+# --- notebooks as students write them: every cell runs, each within its budget --------------------------------------
+
+STUDENT_NOTEBOOK_CELLS = [
+    "import time\nimport torch\nact = torch.nn.Sigmoid()  # a module object: not a 'plain constant'",
+    "%%time\ndef forward(X, W1, b1, W2, b2):\n    H = act(X @ W1 + b1)\n    return H, H @ W2 + b2",
+    "with torch.no_grad():\n"
+    "    def grad_W1(X, Y, W1, b1, W2, b2):\n"
+    "        H, P = forward(X, W1, b1, W2, b2)\n"
+    "        return X.T @ ((-2 * (Y - P) @ W2.T) * H * (1 - H))\n"
+    "    def grad_b1(X, Y, W1, b1, W2, b2):\n"
+    "        H, P = forward(X, W1, b1, W2, b2)\n"
+    "        return ((-2 * (Y - P) @ W2.T) * H * (1 - H)).sum(0)",
+    "%matplotlib inline\n"
+    "def grad_W2(X, Y, W1, b1, W2, b2):\n"
+    "    H, P = forward(X, W1, b1, W2, b2)\n"
+    "    return H.T @ (-2 * (Y - P))\n"
+    "SCALE = (4\n"
+    "         % 3)",
+    "while True:  # a training loop left running\n    time.sleep(0.1)",
+    "def grad_b2(X, Y, W1, b1, W2, b2):\n    return SCALE * (-2 * (Y - forward(X, W1, b1, W2, b2)[1])).sum(0)",
+]
+
+
+def test_a_students_notebook_runs_as_run_all_would(tmp_path: Path) -> None:
+    path = tmp_path / "student.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell(c) for c in STUDENT_NOTEBOOK_CELLS]), str(path))
+    run = gradcheckers("check", str(path), *FAST, tmp_path=tmp_path)
+    assert (run.returncode, reasons(run.report)) == (0, only()), run.stdout
+    assert "[gradcheckers] notebook cell 5 ran longer than 5 s and was cut off" in run.report["output"]
+    assert "notebook cell 5 ran longer" in run.stdout  # the terminal report shows the output excerpt

@@ -19,6 +19,7 @@ import nbformat
 import pytest
 import torch  # noqa: F401
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from test_report import check_junit_schema, check_report
 
 import gradcheckers
 
@@ -27,8 +28,6 @@ import gradcheckers
 import gradcheckers.references
 import gradcheckers.report
 import gradcheckers.session
-
-from test_report import check_junit_schema, check_report
 
 pytest_plugins = ["pytester"]
 # pytest-benchmark warns in every in-process run with -n; that is its business, not this module's.
@@ -82,23 +81,23 @@ SEED_FAILURES = {
 # ... and the summary section, one entry per parameter in the assignment's order.
 SEED_SUMMARY = [
     "*= gradcheckers =*",
-    f"W1: FAILED (shape) after * examples; smallest case: {W1_SMALLEST}",
+    f"W1: FAILED (shape) after * cases (searching and shrinking); smallest case: {W1_SMALLEST}",
     f"    likely cause: {BATCH_CAUSE}",
     f"    reproduce: {reproduce('W1')}",
-    f"b1: FAILED (shape) after 1 example; smallest case: {SMALLEST}",
+    f"b1: FAILED (shape) after 1 case (searching and shrinking); smallest case: {SMALLEST}",
     f"    reproduce: {reproduce('b1')}",
-    "W2: passed (20 examples)",
-    f"b2: FAILED (shape) after 1 example; smallest case: {SMALLEST}",
+    "W2: passed (20 cases)",
+    f"b2: FAILED (shape) after 1 case (searching and shrinking); smallest case: {SMALLEST}",
     f"    reproduce: {reproduce('b2')}",
-    "score 1 / 4 (seed 0)",
+    "score 1 / 4 (--gradcheckers-seed=0)",
 ]
 CORRECT_SUMMARY = [
     "*= gradcheckers =*",
-    "W1: passed (20 examples)",
-    "b1: passed (20 examples)",
-    "W2: passed (20 examples)",
-    "b2: passed (20 examples)",
-    "score 4 / 4 (seed 0)",
+    "W1: passed (20 cases)",
+    "b1: passed (20 cases)",
+    "W2: passed (20 cases)",
+    "b2: passed (20 cases)",
+    "score 4 / 4 (--gradcheckers-seed=0)",
 ]
 
 
@@ -363,7 +362,7 @@ def test_ini_keys_are_honoured(pytester: pytest.Pytester) -> None:
 
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(
-        ["gradcheckers: using --gradcheckers-seed=7", "W1: passed (30 examples)", "score 4 / 4 (seed 7)"]
+        ["gradcheckers: using --gradcheckers-seed=7", "W1: passed (30 cases)", "score 4 / 4 (--gradcheckers-seed=7)"]
     )
 
 
