@@ -350,7 +350,9 @@ def check_parameter(
     cache = cache or _ReferenceCache(assignment)
     tolerance = settings.tolerance
     seen: set[Case] = set()
-    counts = {"inconclusive": 0}
+    # Distinct cases, as `seen` counts them: Hypothesis may run a case twice, and a case counted twice as
+    # inconclusive once read "passed on -2 conclusive cases".
+    inconclusive_cases: set[Case] = set()
 
     @_hypothesis_settings(settings.max_examples, settings.database)
     @hypothesis.seed(settings.seed)
@@ -363,7 +365,7 @@ def check_parameter(
                 raise _Abort(verdict, case)
             raise _CaseFailed(verdict, case)
         if verdict.status == "inconclusive":
-            counts["inconclusive"] += 1
+            inconclusive_cases.add(case)
 
     try:
         run()
@@ -371,12 +373,12 @@ def check_parameter(
         verdict, case = failure.verdict, failure.case
     except Flaky:
         return ParameterResult(
-            parameter, False, len(seen), counts["inconclusive"], "error",
+            parameter, False, len(seen), len(inconclusive_cases), "error",
             f"the gradient of {parameter} changed between two calls with the same inputs: the formula "
             "depends on something other than its arguments (global state, randomness, call count)",
         )
     else:
-        inconclusive = counts["inconclusive"]
+        inconclusive = len(inconclusive_cases)
         note = None
         if inconclusive:
             # Said plainly: these cases proved nothing either way (the references disagreed there).
@@ -388,7 +390,7 @@ def check_parameter(
         parameter,
         False,
         len(seen),
-        counts["inconclusive"],
+        len(inconclusive_cases),
         verdict.reason,
         verdict.message,
         case,

@@ -62,6 +62,7 @@ def test_the_json_report_has_the_documented_fields() -> None:
         "counterexample",
         "worst",
         "diagnosis",
+        "snippet",
     }
 
 
