@@ -1,7 +1,9 @@
 """The command line: ``gradcheckers check`` for one submission, ``gradcheckers grade`` for a course.
 
 Exit codes of ``check``: 0 every gradient agrees, 1 some check failed (wrong values or shapes, errors,
-timeouts, forbidden calls), 2 the submission cannot be checked at all or the options are wrong.
+timeouts, forbidden calls), 2 the submission cannot be checked at all or the options are wrong (a usage
+error), 3 gradcheckers itself failed (a bug in gradcheckers or in an assignment's definition): never read as a
+wrong gradient, and the reports are still written.
 """
 
 from __future__ import annotations
@@ -27,15 +29,25 @@ __all__ = ["main"]
 ISOLATION_LEVELS = ("best", "strict")  # as gradcheckers.sandbox.ISOLATION_LEVELS, without importing it
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows each option's default, except where there is none to show (None, a flag's False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _add_check_options(parser: argparse.ArgumentParser) -> None:
     """The options shared by check and grade; they mirror the plugin's --gradcheckers-* options."""
     group = parser.add_argument_group("what to check")
-    group.add_argument("--assignment", default=None, help="bundled assignment name or definition file "
-                       "(default: two-layer-sigmoid, the seed)")
+    group.add_argument("--assignment", default="two-layer-sigmoid",
+                       help="bundled assignment name (see `gradcheckers assignments`) or definition file")
     group.add_argument("--examples", type=positive_int, default=100, help="Hypothesis examples per parameter")
     group.add_argument("--seed", type=seed_value, default="0", help="seed of the case search (integer or 'random')")
-    group.add_argument("--dtypes", type=name_list(DTYPE_CHOICES), default=("float64", "float32"),
-                       help="comma-separated dtypes to draw (default: float64,float32)")
+    # A string default goes through `type`, so --help shows it as it is typed.
+    group.add_argument("--dtypes", type=name_list(DTYPE_CHOICES), default="float64,float32",
+                       help="comma-separated dtypes to draw")
     group.add_argument("--devices", type=name_list(DEVICE_CHOICES), default=None,
                        help="comma-separated devices to draw (default: cpu, or $GRADCHECKERS_DEVICES)")
     group.add_argument("--rtol", type=float, default=None, help="relative tolerance (with --atol) replacing the policy")
@@ -53,19 +65,28 @@ def _add_check_options(parser: argparse.ArgumentParser) -> None:
     limits.add_argument("--isolation", choices=ISOLATION_LEVELS, default="best",
                         help="best: every confinement layer this machine offers (the default); strict: refuse "
                              "to grade when one is unavailable")
-    limits.add_argument("--run-all-cells", action="store_true",
-                        help="run every notebook cell (default: only imports, definitions and constants)")
+    cells = limits.add_mutually_exclusive_group()
+    cells.add_argument("--definitions-only", action="store_true",
+                       help="from a notebook run only imports, definitions and constants (default: every cell, "
+                       "each cut off after 5 s)")
+    cells.add_argument("--run-all-cells", action="store_true", help="every notebook cell runs (the default)")
     reports = parser.add_argument_group("reports")
     reports.add_argument("--weights", type=weights, default=None, help="score weights, e.g. W1=2,b1=1,W2=2,b2=1")
 
 
 def _parser() -> argparse.ArgumentParser:
+    from gradcheckers import __version__
+
     parser = argparse.ArgumentParser(
         prog="gradcheckers",
         description="Prove hand-derived gradients right or wrong against autograd and finite differences.",
+        epilog="exit codes of check: 0 all agree, 1 some check failed, 2 cannot check (usage errors too), "
+        "3 internal error of gradcheckers or the assignment",
     )
+    parser.add_argument("--version", action="version", version=f"gradcheckers {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    check = commands.add_parser("check", help="check one .py/.ipynb submission (or a bundled example name)")
+    check = commands.add_parser("check", help="check one .py/.ipynb submission (or a bundled example name)",
+                                formatter_class=_HelpFormatter)
     check.set_defaults(usage_parser=check)  # option errors found after parsing show this command's usage
     check.add_argument("submission", help="path to a .py or .ipynb file, or a bundled example: seed, correct")
     _add_check_options(check)
@@ -80,15 +101,16 @@ def _parser() -> argparse.ArgumentParser:
     out.add_argument("--junit", metavar="PATH", help="write JUnit XML")
     out.add_argument("--quiet", action="store_true", help="print only the verdict line")
 
-    grade = commands.add_parser("grade", help="check every submission in a folder (one file or folder per student)")
+    grade = commands.add_parser("grade", help="check every submission in a folder (one file or folder per student)",
+                                formatter_class=_HelpFormatter)
     grade.set_defaults(usage_parser=grade)
     grade.add_argument("directory")
     _add_check_options(grade)
     grade.add_argument("--jobs", type=positive_int, default=max(1, min(4, os.cpu_count() or 1)),
                        help="submissions checked in parallel")
-    grade.add_argument("--csv", metavar="PATH", default="gradebook.csv", help="gradebook (default: gradebook.csv)")
+    grade.add_argument("--csv", metavar="PATH", default="gradebook.csv", help="gradebook")
     grade.add_argument("--reports", metavar="DIR", default="gradcheckers-reports",
-                       help="folder for one JSON report per student (default: gradcheckers-reports)")
+                       help="folder for one JSON report per student")
     grade.add_argument("--junit", metavar="PATH", help="write JUnit XML for the whole course")
     grade.add_argument("--gradebook", metavar="PATH", default=None,
                        help="the SQLite gradebook every result is committed to (default: gradebook.sqlite beside "
@@ -148,6 +170,22 @@ def _limits(args: argparse.Namespace) -> Any:
     )
 
 
+def _private_hypothesis_home() -> None:
+    """Give Hypothesis a storage folder of its own, removed at exit. By default it writes ``.hypothesis/`` (a
+    constants cache, even with no example database) into the current folder, which on Gradescope is the
+    student's submission folder; gate runs use no example database, so nothing there is worth keeping."""
+    if os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+        return  # the caller chose one
+    import atexit
+    import shutil
+    import tempfile
+
+    home = tempfile.mkdtemp(prefix="gradcheckers-hypothesis-")
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
+    # The environment, not set_hypothesis_home_dir: worker processes of `grade` read it too.
+    os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = home
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -165,6 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return gradebook_command(args)
     parser = args.usage_parser
+    args.run_all_cells = not args.definitions_only  # every cell, each within its budget, unless told otherwise
+    _private_hypothesis_home()
     if (args.rtol is None) != (args.atol is None):
         parser.error("--rtol and --atol go together: give both or neither")
     from gradcheckers.errors import InvalidArgument, LoadError
@@ -182,16 +222,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         settings, limits = _settings(args), _limits(args)
-        if args.parameter or args.weights:
-            from gradcheckers.assignment import get_assignment
+        from gradcheckers.assignment import get_assignment
 
-            known = get_assignment(settings.assignment).parameters
+        known = get_assignment(settings.assignment).parameters  # an unknown name is a usage error (exit 2)
+        if args.parameter or args.weights:
             for option, names in (("--parameter", args.parameter or ()), ("--weights", args.weights or {})):
                 unknown = [p for p in names if p not in known]
                 if unknown:
                     raise InvalidArgument(f"{option} {unknown[0]!r} is not one of {', '.join(known)}")
     except InvalidArgument as error:
         parser.error(str(error))
+    except Exception as error:  # an assignment file that fails to import: the instructor's input, not a bug
+        parser.error(f"--assignment {args.assignment}: cannot be loaded: {type(error).__name__}: {error}")
     if args.command == "check":
         return _check(args, settings, limits)
     from gradcheckers.grade import grade_directory
@@ -220,12 +262,18 @@ def _check(args: argparse.Namespace, settings: Any, limits: Any) -> int:
             pass
         else:
             for parameter in args.parameter or session.assignment.parameters:
-                session.check(parameter)
+                try:
+                    session.check(parameter)
+                except Exception as error:  # ours (or the assignment's): exit 3, and the reports are still written
+                    session.record_internal_error(parameter, error)
     result = session.report
+    if result.internal_error:
+        print(f"gradcheckers: internal error (exit 3): {result.internal_error}", file=sys.stderr)
     data = _scored(args, result, settings)
     _write_reports(args, data, writers, summary=True)
     if args.quiet:
-        verdict = "cannot check" if result.load_error else ("PASS" if result.passed else "FAIL")
+        verdict = ("cannot check" if result.load_error else "internal error" if result.internal_error
+                   else "PASS" if result.passed else "FAIL")
         print(writers.terminal_safe(f"{args.submission}: {verdict} ({data['score']:g}/{data['max_score']:g})"))
     else:
         print(writers.terminal_report(data))

@@ -249,10 +249,16 @@ def _verdict(
 
 
 def _shape_hint(got: tuple[int, ...], want: tuple[int, ...]) -> str:
-    if len(got) == len(want) + 1 and got[1:] == want:
-        return f" The extra leading axis of size {got[0]} looks like the batch: sum over it."
-    if len(got) == 2 and len(want) == 1 and want[0] in got:
-        return " A bias gradient is a vector: sum the per-sample gradients over the batch (dim 0)."
+    if len(got) == len(want) + 1:
+        leading, trailing = got[1:] == want, got[:-1] == want
+        if leading and trailing:  # (1, 1) for (1,): either axis may be the batch, so name neither
+            return (" It has one axis too many: sum the per-sample terms over the batch axis, which is the last "
+                    "axis if the result was transposed (e.g. (Y - Y_pred).t()).")
+        if leading:
+            return f" The extra leading axis of size {got[0]} looks like the batch: sum over it (dim 0)."
+        if trailing:
+            return (f" The extra trailing axis of size {got[-1]} looks like the batch, after a transpose: sum "
+                    f"over it (dim {len(got) - 1}), or sum over dim 0 before transposing.")
     if len(got) == 2 and got[::-1] == want:
         return " It is the transpose of the expected shape."
     return ""

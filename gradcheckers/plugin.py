@@ -2,14 +2,17 @@
 
 Loading it must cost nothing in projects that never use it: this module imports only pytest and the
 standard library; torch, Hypothesis and the rest of gradcheckers are imported when a check actually runs.
-Hooks stay short and delegate to :class:`PluginState`; per-test results ride on the test reports
-(``user_properties``) so that they survive pytest-xdist and land in ``--junitxml`` output.
+Hooks stay short and delegate to :class:`PluginState`; per-test results ride on the test reports (an attribute
+of the report, which pytest-xdist serialises with it, as Hypothesis's own plugin does), never as
+``user_properties``: those become ``<properties>`` inside ``<testcase>`` in ``--junitxml`` output, which Jenkins'
+JUnit schema refuses.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shlex
 from collections.abc import Generator, Iterator
@@ -49,7 +52,7 @@ MARKDOWN_REPORT = "--gradcheckers-markdown"
 DATABASE = "--gradcheckers-database"
 ALLOW_AUTOGRAD = "--gradcheckers-allow-autograd"
 MARKER = "gradcheckers"
-RESULT_PROPERTY = "gradcheckers_result"
+RESULT_KEY = "gradcheckers_result"  # the attribute of a test report that carries a parameter's verdict
 CACHE_SEED_KEY = "gradcheckers/seed"
 WORKER_SEED_KEY = "gradcheckers_seed"  # the controller's seed, handed to pytest-xdist workers
 CANNOT_CHECK = "cannot check the submission: "
@@ -133,6 +136,10 @@ class PluginState:
         self.load_error: str | None = None  # why the submission could not be collected, if it could not
         self.sessions: dict[str, SubmissionSession] = {}
         self.results: dict[str, dict[str, Any]] = {}  # parameter -> ParameterResult JSON, from reports
+        self.load_reason: str | None = None
+        self.output = ""  # the submission's captured output (the longest any xdist worker saw)
+        self.timings: dict[str, float] = {}  # summed over the items, like the CLI's
+        self._hypothesis_home: Any = None  # a tempfile.TemporaryDirectory while a gate run needs one
 
     @staticmethod
     def _settle_seed(config: pytest.Config, value: str) -> int:
@@ -186,11 +193,25 @@ class PluginState:
         return self.sessions[key]
 
     def check(self, parameter: str) -> dict[str, Any]:
-        """The JSON form of one parameter's verdict on the submission."""
-        from gradcheckers.errors import LoadError
-
+        """The JSON form of one parameter's verdict on the submission, with what the JSON report gathers from
+        every item: the load error and its reason, the submission's output so far, the time spent."""
         assert self.submission_path is not None
         session = self.session(self.submission_path)
+        before = dict(session.report.timings)
+        result = self._verdict(session, parameter)
+        worker = session._worker
+        return {
+            **result,
+            "load_error": session.report.load_error,
+            "load_reason": session.report.load_reason,
+            "output": worker.output if worker is not None else session.report.output,
+            "timings": {k: v - before.get(k, 0.0) for k, v in session.report.timings.items()},
+        }
+
+    @staticmethod
+    def _verdict(session: SubmissionSession, parameter: str) -> dict[str, Any]:
+        from gradcheckers.errors import LoadError
+
         if session.report.load_error is None:
             try:
                 return session.check(parameter).to_json()
@@ -228,20 +249,45 @@ class PluginState:
         # Runs on the xdist controller too, so the JSON and Markdown reports can say why nothing was checked.
         if report.failed and self.submission_id and report.nodeid == self.submission_id:
             self.load_error = str(report.longrepr).removeprefix(CANNOT_CHECK)
+            self.load_reason = _load_reason(self.submission_path)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         # Runs on the xdist controller too: the results arrive on the reports, not from this process.
-        if report.when != "call":
+        value = getattr(report, RESULT_KEY, None)
+        if report.when != "call" or value is None:
             return
-        for name, value in report.user_properties:
-            if name == RESULT_PROPERTY:
-                data = json.loads(str(value))
-                self.results[data.pop("parameter")] = data
+        data = json.loads(str(value))
+        parameter = data.pop("parameter")
+        for key, seconds in data.pop("timings", {}).items():
+            self.timings[key] = self.timings.get(key, 0.0) + seconds
+        output = data.pop("output", "") or ""
+        self.output = output if len(output) > len(self.output) else self.output
+        load_error, load_reason = data.pop("load_error", None), data.pop("load_reason", None)
+        if load_error is not None and self.load_error is None:
+            self.load_error, self.load_reason = load_error, load_reason
+        self.results[parameter] = {**data, "seconds": round(report.duration, 4)}
+
+    def private_hypothesis_home(self) -> None:
+        """A gate run (no example database) writes nothing into the current folder: Hypothesis's storage
+        (its constants cache) goes to a temporary folder, removed in :meth:`close`, as the command line's does."""
+        import tempfile
+
+        from hypothesis.configuration import set_hypothesis_home_dir
+
+        self._hypothesis_home = tempfile.TemporaryDirectory(prefix="gradcheckers-hypothesis-")
+        set_hypothesis_home_dir(self._hypothesis_home.name)
 
     def close(self) -> None:
         for session in self.sessions.values():
             session.close()
         self.sessions.clear()
+        home = self._hypothesis_home
+        if home is not None:
+            from hypothesis.configuration import set_hypothesis_home_dir
+
+            set_hypothesis_home_dir(None)  # back to Hypothesis's own default for whatever runs after
+            home.cleanup()
+            self._hypothesis_home = None
 
 
 STATE = pytest.StashKey[PluginState]()
@@ -278,6 +324,8 @@ def _prepare_submission(config: pytest.Config, state: PluginState) -> None:
     except InvalidArgument as error:
         raise pytest.UsageError(f"{ASSIGNMENT}: {error}") from None
     state.submission_path = path
+    if not state.values[DATABASE]:
+        state.private_hypothesis_home()
     if not getattr(config.option, "numprocesses", None) or hasattr(config, "workerinput"):
         from gradcheckers.sandbox import prestart
 
@@ -292,6 +340,18 @@ def _prepare_submission(config: pytest.Config, state: PluginState) -> None:
     else:
         root = config.invocation_params.dir
         config.args = [arg for arg in config.args if (root / arg.split("::")[0]).resolve() != path]
+
+
+def _load_reason(path: Path | None) -> str | None:
+    """Why a submission that failed to collect cannot be checked (reading and compiling it runs nothing)."""
+    from gradcheckers.errors import LoadError
+    from gradcheckers.submission import load_source
+
+    try:
+        load_source(path) if path is not None else None
+    except LoadError as error:
+        return error.reason
+    return None
 
 
 def _node_id(root: Path, path: Path) -> str:
@@ -357,6 +417,19 @@ class SubmissionFile(pytest.Collector):
             yield SubmissionItem.from_parent(self, name=f"grad_{parameter}", parameter=parameter)
 
 
+ITEM_RESULT = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    # The verdict rides on the call's report as a plain attribute: pytest-xdist sends a report's attributes to
+    # the controller, and --junitxml leaves them out.
+    report = yield
+    if call.when == "call" and ITEM_RESULT in item.stash:
+        setattr(report, RESULT_KEY, item.stash[ITEM_RESULT])
+    return report
+
+
 class GradientCheckFailed(Exception):
     """Raised by a submission item; rendered by ``repr_failure`` without a traceback."""
 
@@ -371,9 +444,7 @@ class SubmissionItem(pytest.Item):
 
         state = self.config.stash[STATE]
         result = state.check(self.parameter)
-        self.user_properties.append((RESULT_PROPERTY, json.dumps({"parameter": self.parameter, **result})))
-        for key in ("reason", "examples"):
-            self.user_properties.append((f"gradcheckers_{key}", str(result.get(key))))
+        self.stash[ITEM_RESULT] = json.dumps({"parameter": self.parameter, **result})
         if not result["passed"]:
             raise GradientCheckFailed(format_failure(self.parameter, result, state.reproduce(self.parameter)))
 
@@ -465,8 +536,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     report = _plugin_report(state)
     if state.values[JSON_REPORT]:
         write_json(state.values[JSON_REPORT], report)
-    if state.values[MARKDOWN_REPORT]:
-        write_text(state.values[MARKDOWN_REPORT], markdown_summary(report))
+    # As the command line does: the summary also goes to a GitHub Actions job's summary, with or without a file.
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if state.values[MARKDOWN_REPORT] or summary:
+        text = markdown_summary(report)
+        if state.values[MARKDOWN_REPORT]:
+            write_text(state.values[MARKDOWN_REPORT], text)
+        if summary:
+            write_text(summary, text, append=True)
 
 
 def _plugin_report(state: PluginState) -> dict[str, Any]:
@@ -491,10 +568,14 @@ def _plugin_report(state: PluginState) -> dict[str, Any]:
             "atol": settings.atol,
         },
         "load_error": state.load_error,
-        "score": float(sum(1 for r in params.values() if r["passed"])),
+        "load_reason": state.load_reason,
+        "internal_error": None,
+        "score": float(sum(1 for r in params.values() if r["passed"] and state.load_error is None)),
         # The parameters checked (-k may select some); all of them when the submission could not be loaded.
         "max_score": float(len(params) or len(order)),
-        "parameters": params,
+        "parameters": {} if state.load_error else params,
+        "output": state.output,
+        "timings": {k: round(v, 4) for k, v in state.timings.items()},
     }
 
 
@@ -503,25 +584,23 @@ def _number(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, (int, float)) else str(value)
 
 
-def _examples(count: int) -> str:
-    return f"{count} example" + ("" if count == 1 else "s")
-
-
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash.get(STATE, None)
     if state is None or not state.results:
         return  # nothing was checked
-    from gradcheckers.report import describe_case
+    from gradcheckers.report import count_cases, describe_case
 
     tr = terminalreporter
     tr.section("gradcheckers")
     report = _plugin_report(state)
+    if state.load_error:
+        tr.write_line(f"{CANNOT_CHECK}{state.load_error}")
     for name, result in report["parameters"].items():
         if result["passed"]:
-            tr.write_line(f"{name}: passed ({_examples(result['examples'])})")
+            tr.write_line(f"{name}: passed ({count_cases(result)})")
             continue
         tr.write_line(
-            f"{name}: FAILED ({result['reason']}) after {_examples(result['examples'])}; "
+            f"{name}: FAILED ({result['reason']}) after {count_cases(result)}; "
             f"smallest case: {describe_case(result.get('counterexample')) or 'n/a'}"
         )
         if result.get("worst"):
@@ -533,4 +612,4 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         if result.get("diagnosis"):
             tr.write_line(f"    likely cause: {result['diagnosis']}")
         tr.write_line(f"    reproduce: {state.reproduce(name)}")
-    tr.write_line(f"score {report['score']:g} / {report['max_score']:g} (seed {state.seed})")
+    tr.write_line(f"score {report['score']:g} / {report['max_score']:g} ({SEED}={state.seed})")

@@ -132,6 +132,7 @@ class ParameterResult:
     counterexample: Case | None = None
     worst: WorstElement | None = None
     diagnosis: str | None = None
+    snippet: str | None = None  # Python rebuilding the failing case by hand (report.counterexample_snippet)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -143,6 +144,7 @@ class ParameterResult:
             "counterexample": None if self.counterexample is None else self.counterexample.to_json(),
             "worst": None if self.worst is None else _finite_json(self.worst.__dict__),
             "diagnosis": self.diagnosis,
+            "snippet": self.snippet,
         }
 
 
@@ -368,7 +370,9 @@ def check_parameter(
     cache = cache or _ReferenceCache(assignment)
     tolerance = settings.tolerance
     seen: set[Case] = set()
-    counts = {"inconclusive": 0}
+    # Distinct cases, as `seen` counts them: Hypothesis may run a case twice, and a case counted twice as
+    # inconclusive once read "passed on -2 conclusive cases".
+    inconclusive_cases: set[Case] = set()
 
     @_hypothesis_settings(settings.max_examples, settings.database)
     @hypothesis.seed(settings.seed)
@@ -381,7 +385,7 @@ def check_parameter(
                 raise _Abort(verdict, case)
             raise _CaseFailed(verdict, case)
         if verdict.status == "inconclusive":
-            counts["inconclusive"] += 1
+            inconclusive_cases.add(case)
 
     try:
         run()
@@ -389,12 +393,12 @@ def check_parameter(
         verdict, case = failure.verdict, failure.case
     except Flaky:
         return ParameterResult(
-            parameter, False, len(seen), counts["inconclusive"], "error",
+            parameter, False, len(seen), len(inconclusive_cases), "error",
             f"the gradient of {parameter} changed between two calls with the same inputs: the formula "
             "depends on something other than its arguments (global state, randomness, call count)",
         )
     else:
-        inconclusive = counts["inconclusive"]
+        inconclusive = len(inconclusive_cases)
         note = None
         if inconclusive:
             # Said plainly: these cases proved nothing either way (the references disagreed there).
@@ -406,13 +410,33 @@ def check_parameter(
         parameter,
         False,
         len(seen),
-        counts["inconclusive"],
+        len(inconclusive_cases),
         verdict.reason,
         verdict.message,
         case,
         verdict.worst,
         diagnosis,
+        _snippet(parameter, formula, case, verdict, assignment, cache, function),
     )
+
+
+def _snippet(
+    parameter: str, formula: Formula, case: Case, verdict: Verdict, assignment: Assignment,
+    cache: _ReferenceCache, function: str | None,
+) -> str | None:
+    """The failing case as paste-able Python, for failures that returned something (one more call)."""
+    from gradcheckers.report import counterexample_snippet
+
+    if verdict.reason not in ("mismatch", "shape", "non-finite"):
+        return None
+    args, refs = cache.get(case)
+    try:
+        value = formula(*[args[n].clone() for n in assignment.arguments])
+        returned = torch.as_tensor(value).detach().cpu().tolist()
+    except Exception:
+        returned = None
+    inputs = {name: args[name].detach().cpu().tolist() for name in assignment.arguments}
+    return counterexample_snippet(parameter, inputs, refs.autograd[parameter].tolist(), returned, case.dtype, function)
 
 
 def diagnose(

@@ -21,9 +21,12 @@ from xml.etree import ElementTree as ET
 __all__ = [
     "MARKDOWN_LIMIT",
     "NOT_GRADED",
+    "count_cases",
+    "counterexample_snippet",
     "format_failure",
     "gradescope_results",
     "isolation_line",
+    "junit_classname",
     "junit_xml",
     "markdown_summary",
     "reproduce_command",
@@ -79,6 +82,45 @@ def reproduce_command(report: Report, parameter: str | None = None) -> str:
     return shlex.join(words)
 
 
+# A snippet is for a case small enough to read: a few hundred numbers at most (shrinking makes most
+# counterexamples one element per tensor).
+SNIPPET_NUMBERS = 256
+
+
+def counterexample_snippet(
+    parameter: str, inputs: Mapping[str, Any], expected: Any, returned: Any, dtype: str, function: str | None = None
+) -> str | None:
+    """Python that rebuilds a failing case by hand: every input as ``torch.tensor([...], dtype=...)``, the
+    expected gradient (autograd, float64) and what the formula returned. ``inputs`` maps names to nested lists
+    (``Tensor.tolist()``; integer labels stay integers); None when the case holds too many numbers to read."""
+
+    def count(value: Any) -> int:
+        return sum(count(v) for v in value) if isinstance(value, list) else 1
+
+    values = [*inputs.values(), expected, *([] if returned is None else [returned])]
+    if sum(count(v) for v in values) > SNIPPET_NUMBERS:
+        return None
+
+    def tensor(value: Any, kind: str) -> str:
+        # repr(float) is the shortest text that reads back to the same double, so the case is rebuilt exactly.
+        text = repr(value).replace("nan", "float('nan')").replace("inf", "float('inf')")
+        return f"torch.tensor({text}, dtype=torch.{kind})"
+
+    def kind_of(value: Any) -> str:
+        flat = value
+        while isinstance(flat, list) and flat:
+            flat = flat[0]
+        return "int64" if isinstance(flat, int) and not isinstance(flat, bool) else dtype
+
+    name = function or f"grad_{parameter}"
+    lines = ["import torch", ""]
+    lines += [f"{key} = {tensor(value, kind_of(value))}" for key, value in inputs.items()]
+    lines.append(f"expected_{name} = {tensor(expected, 'float64')}  # autograd, in float64")
+    if returned is not None:
+        lines.append(f"returned_{name} = {tensor(returned, kind_of(returned))}  # what {name} returned")
+    return "\n".join(lines)
+
+
 def format_failure(parameter: str, result: Mapping[str, Any], reproduce: str | None = None) -> str:
     """The full explanation of one failed parameter: what, where (smallest case), why, how to reproduce."""
     lines = [f"{parameter}: FAILED ({result.get('reason')})", str(result.get("message") or "").rstrip()]
@@ -86,13 +128,15 @@ def format_failure(parameter: str, result: Mapping[str, Any], reproduce: str | N
     if case and case not in lines[1]:
         lines.append(f"Smallest failing case: {case}")
     worst = result.get("worst")
-    if worst:
+    if worst and "worst element" not in lines[1].lower():  # the mismatch message usually names it already
         lines.append(
             f"Worst element {tuple(worst['index'])}: analytic {worst['analytic']:.6g}, autograd "
             f"{worst['autograd']:.6g}, finite differences {worst['finite_differences']:.6g}"
         )
     if result.get("diagnosis"):
         lines.append(f"Likely cause: {result['diagnosis']}")
+    if result.get("snippet"):
+        lines += ["The smallest failing case, to paste into your own notebook:", _indent(str(result["snippet"]))]
     if reproduce:
         lines.append(f"Reproduce: {reproduce}")
     return "\n".join(line for line in lines if line)
@@ -106,6 +150,10 @@ NOT_GRADED = "not-graded"
 def terminal_safe(text: str) -> str:
     """``text`` with every control character but newline and tab shown as ``\\xNN`` (safe on a terminal)."""
     return _TERMINAL_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line if line else line for line in text.splitlines())
 
 
 def terminal_report(report: Report) -> str:
@@ -128,7 +176,8 @@ def isolation_line(record: Mapping[str, str] | None) -> str:
 
 
 def _terminal_report(report: Report) -> str:
-    lines = [f"gradcheckers: {report.get('submission')} ({report.get('assignment')}, seed {report.get('seed')})"]
+    # The run's seed as the flag that reproduces it: "seed" is also a bundled example and a case's data seed.
+    lines = [f"gradcheckers: {report.get('submission')} ({report.get('assignment')}, --seed {report.get('seed')})"]
     if report.get("isolation"):
         lines.append(isolation_line(report["isolation"]))
     if report.get("load_error"):
@@ -139,11 +188,12 @@ def _terminal_report(report: Report) -> str:
     for name, result in params.items():
         verdict = "PASS" if result["passed"] else f"FAIL ({result.get('reason')})"
         extra = f", {result['inconclusive']} inconclusive" if result.get("inconclusive") else ""
-        count = result.get("examples", 0)
-        lines.append(f"  {name:<{width}}  {verdict:<22} {count} example{'' if count == 1 else 's'}{extra}")
+        lines.append(f"  {name:<{width}}  {verdict:<22} {count_cases(result)}{extra}")
     for name, result in params.items():
         if not result["passed"]:
             lines += ["", format_failure(name, result, reproduce_command(report, name))]
+    if report.get("internal_error"):
+        lines += ["", f"internal error of gradcheckers (not a verdict on the submission): {report['internal_error']}"]
     score = report.get("score")
     if score is not None:
         lines += ["", f"score {score:g} / {report.get('max_score', len(params)):g}: "
@@ -152,6 +202,16 @@ def _terminal_report(report: Report) -> str:
     if output.strip():
         lines += ["", "Output of the submission (excerpt):", _excerpt(output)]
     return "\n".join(lines)
+
+
+def count_cases(result: Mapping[str, Any]) -> str:
+    """How many cases a parameter's check tried. A failure's count includes the cases tried while shrinking,
+    so it may exceed the number of examples asked for: say so, rather than leave it unexplained."""
+    count = int(result.get("examples", 0))
+    noun = "case" if count == 1 else "cases"
+    if result.get("passed") or result.get("reason") == "missing":
+        return f"{count} {noun}"
+    return f"{count} {noun} (searching and shrinking)"
 
 
 def _excerpt(text: str, limit: int = OUTPUT_EXCERPT) -> str:
@@ -171,6 +231,8 @@ def markdown_summary(report: Report) -> str:
         verdict = "pass" if result["passed"] else f"**fail** ({result.get('reason')})"
         case = describe_case(result.get("counterexample"))
         lines.append(f"| `{name}` | {verdict} | {result.get('examples', 0)} | {case} |")
+    if report.get("internal_error"):
+        lines += ["", f"**Internal error of gradcheckers** (not a verdict): `{report['internal_error']}`"]
     lines += ["", f"Score: **{report.get('score', 0):g} / {report.get('max_score', len(params)):g}**, "
                   f"seed {report.get('seed')}"]
     for name, result in params.items():
@@ -242,21 +304,43 @@ def gradescope_results(report: Report, weights: Mapping[str, float] | None = Non
     }
 
 
+def junit_classname(submission: str) -> str:
+    """A JUnit classname for a submission: CI servers split classnames at dots into packages, so a path such
+    as ``students/alice/hw.py`` becomes ``students_alice_hw``, not a package ``students/alice/hw`` and a class
+    ``py``."""
+    stem = re.sub(r"\.(py|ipynb)$", "", submission)
+    return re.sub(r"[^0-9A-Za-z_]+", "_", stem).strip("_") or "submission"
+
+
+def _junit_time(seconds: float) -> str:
+    # Jenkins' junit-10.xsd (SUREFIRE_TIME) allows at most three decimals.
+    return f"{max(seconds, 0.0):.3f}"
+
+
 def junit_xml(reports: Sequence[Report]) -> str:
-    """JUnit XML: one testsuite per submission, one testcase per parameter."""
+    """JUnit XML: one testsuite per submission, one testcase per parameter. Valid against Jenkins' junit-10.xsd
+    (the test suite checks it): the seed is a property of the suite, never of a testcase."""
     suites = ET.Element("testsuites", name="gradcheckers")
     for report in reports:
         params: Mapping[str, Mapping[str, Any]] = report.get("parameters", {})
         failures = sum(1 for r in params.values() if not r["passed"])
-        suite = ET.SubElement(suites, "testsuite", name=str(report.get("submission")), tests=str(len(params) or 1),
-                              failures=str(failures), errors="1" if report.get("load_error") else "0")
+        problems = [(kind, str(report[key])) for kind, key in (("load", "load_error"), ("internal", "internal_error"))
+                    if report.get(key)]
+        seconds = {name: float(r.get("seconds") or 0.0) for name, r in params.items()}
+        suite = ET.SubElement(suites, "testsuite", name=str(report.get("submission")),
+                              tests=str(len(params) + len(problems)), failures=str(failures),
+                              errors=str(len(problems)), time=_junit_time(sum(seconds.values())))
+        if report.get("started"):
+            suite.set("timestamp", str(report["started"]))
         props = ET.SubElement(suite, "properties")
         ET.SubElement(props, "property", name="seed", value=str(report.get("seed")))
-        if report.get("load_error"):
-            case = ET.SubElement(suite, "testcase", classname=str(report.get("submission")), name="load")
-            ET.SubElement(case, "error", message=str(report["load_error"])[:500]).text = str(report["load_error"])
+        classname = junit_classname(str(report.get("submission")))
+        for kind, text in problems:
+            case = ET.SubElement(suite, "testcase", classname=classname, name=kind, time="0.000")
+            ET.SubElement(case, "error", message=text[:500], type=f"{kind}-error").text = text
         for name, result in params.items():
-            case = ET.SubElement(suite, "testcase", classname=str(report.get("submission")), name=f"grad_{name}")
+            case = ET.SubElement(suite, "testcase", classname=classname, name=f"grad_{name}",
+                                 time=_junit_time(seconds[name]))
             if not result["passed"]:
                 reason = str(result.get("reason"))
                 failure = ET.SubElement(case, "failure", message=reason, type=reason)

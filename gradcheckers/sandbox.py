@@ -270,7 +270,7 @@ class Worker:
             seconds = confined.get("seconds")
             self.isolation_seconds = float(seconds) if isinstance(seconds, (int, float)) else math.nan
             self._enforce_isolation()
-            code = self._source.code.encode("utf-8", "surrogatepass")
+            code = (self._source.program or self._source.code).encode("utf-8", "surrogatepass")
             siblings = [(name, text.encode("utf-8", "surrogatepass")) for name, text in self._source.siblings]
             header = {"op": "load", "code": len(code), "siblings": [[name, len(data)] for name, data in siblings]}
             wire.send(sock, header, [code, *(data for _, data in siblings)], deadline)

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,8 +32,9 @@ from gradcheckers.submission import load_source, resolve_submission
 
 __all__ = ["SubmissionReport", "SubmissionSession", "check_submission"]
 
-# Exit codes of the gate: every gradient agrees / some check failed / the submission cannot be checked.
-EXIT_PASSED, EXIT_FAILED, EXIT_UNCHECKABLE = 0, 1, 2
+# Exit codes of the gate: every gradient agrees / some check failed / the submission cannot be checked /
+# gradcheckers itself (or the assignment's definition) failed, which a CI gate must not read as a wrong gradient.
+EXIT_PASSED, EXIT_FAILED, EXIT_UNCHECKABLE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
 @dataclass
@@ -50,13 +54,24 @@ class SubmissionReport:
     isolation: dict[str, str] = field(default_factory=dict)
     # The assignment's parameters, when the caller has the assignment at hand (else looked up by ``assignment``).
     parameter_names: tuple[str, ...] = ()
+    internal_error: str | None = None
+    # When the check started (ISO 8601, UTC) and each parameter's wall-clock seconds, for JUnit's timestamp/time.
+    started: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
-        return self.load_error is None and bool(self.parameters) and all(r.passed for r in self.parameters.values())
+        return (
+            self.load_error is None
+            and self.internal_error is None
+            and bool(self.parameters)
+            and all(r.passed for r in self.parameters.values())
+        )
 
     @property
     def exit_code(self) -> int:
+        if self.internal_error is not None:
+            return EXIT_INTERNAL
         if self.load_error is not None:
             return EXIT_UNCHECKABLE
         return EXIT_PASSED if self.passed else EXIT_FAILED
@@ -78,9 +93,14 @@ class SubmissionReport:
             },
             "load_error": self.load_error,
             "load_reason": self.load_reason,
+            "internal_error": self.internal_error,
+            "started": self.started,
             "score": self.score(),
             "max_score": float(len(self.parameter_names or get_assignment(self.assignment).parameters)),
-            "parameters": {name: r.to_json() for name, r in self.parameters.items()},
+            "parameters": {
+                name: {**r.to_json(), "seconds": round(self.seconds.get(name, 0.0), 4)}
+                for name, r in self.parameters.items()
+            },
             "output": self.output,
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "isolation": dict(self.isolation),
@@ -111,7 +131,7 @@ class SubmissionSession:
         settings: CheckSettings | None = None,
         limits: Limits | None = None,
         *,
-        run_all_cells: bool = False,
+        run_all_cells: bool = True,
         sibling_imports: bool = False,
         cache: _ReferenceCache | None = None,
     ) -> None:
@@ -212,12 +232,20 @@ class SubmissionSession:
         )
         self.report.parameters[parameter] = result
         total = time.perf_counter() - started
+        self.report.seconds[parameter] = total
         submission = self._submission_seconds - spent_before
         self.report.timings["submission_code"] = self.report.timings.get("submission_code", 0.0) + submission
         self.report.timings["hypothesis_and_oracles"] = (
             self.report.timings.get("hypothesis_and_oracles", 0.0) + total - submission
         )
         return result
+
+    def record_internal_error(self, parameter: str, error: BaseException) -> None:
+        """Record an exception of gradcheckers' own (or the assignment's) code while checking ``parameter``."""
+        frame = traceback.extract_tb(error.__traceback__)[-1:] if error.__traceback__ else []
+        where = f" (at {Path(frame[0].filename).name}:{frame[0].lineno})" if frame else ""
+        text = f"checking {parameter}: {type(error).__name__}: {error}{where}"
+        self.report.internal_error = text if self.report.internal_error is None else self.report.internal_error
 
     def check_all(
         self,
@@ -242,7 +270,7 @@ def check_submission(
     settings: CheckSettings | None = None,
     limits: Limits | None = None,
     *,
-    run_all_cells: bool = False,
+    run_all_cells: bool = True,
     on_result: Callable[[ParameterResult], None] | None = None,
     parameters: Sequence[str] | None = None,
     cache: _ReferenceCache | None = None,

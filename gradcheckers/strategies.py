@@ -19,7 +19,7 @@ import torch
 from hypothesis import strategies as st
 from torch import Tensor
 
-from gradcheckers.assignment import SIZE_NAMES, Assignment, Case, Hyperparameter, Sizes, get_assignment
+from gradcheckers.assignment import DATA_REGIMES, SIZE_NAMES, Assignment, Case, Hyperparameter, Sizes, get_assignment
 from gradcheckers.errors import InvalidArgument
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "dtypes",
     "hyperparameter",
     "named_sizes",
+    "regimes",
     "scales",
     "seeds",
     "sizes",
@@ -209,6 +210,16 @@ def scales(*, stress: bool = False) -> st.SearchStrategy[float]:
     return st.sampled_from(STRESS_SCALES) if stress else st.just(1.0)
 
 
+def regimes(include: Sequence[str] = DATA_REGIMES) -> st.SearchStrategy[str]:
+    """Value regimes of a case's data (:data:`~gradcheckers.assignment.DATA_REGIMES`); shrinks towards the
+    first, ``normal``, so a counterexample names a regime only when the failure needs it."""
+    include = (include,) if isinstance(include, str) else tuple(include)
+    bad = [name for name in include if name not in DATA_REGIMES]
+    if not include or bad:
+        raise InvalidArgument(f"regimes(include={include!r}): expected names from {DATA_REGIMES}")
+    return st.sampled_from(include)
+
+
 def cases(
     assignment: str | Assignment | None = None,
     *,
@@ -217,12 +228,13 @@ def cases(
     device: str | st.SearchStrategy[str] | None = None,
     seed: int | st.SearchStrategy[int] | None = None,
     stress: bool = False,
+    regime: str | st.SearchStrategy[str] | None = None,
 ) -> st.SearchStrategy[Case]:
     """Whole problem instances for an assignment (default: the seed's two-layer sigmoid network).
 
     Each argument takes a value or a strategy; None means the default strategy (:func:`sizes`,
-    :func:`dtypes`, :func:`devices`, :func:`seeds`). Sizes an assignment does not use are held at its fixed
-    value so that they neither vary nor clutter a counterexample.
+    :func:`dtypes`, :func:`devices`, :func:`seeds`, :func:`regimes`). Sizes an assignment does not use are
+    held at its fixed value so that they neither vary nor clutter a counterexample.
     """
     spec = get_assignment(assignment)
     if isinstance(sizes, Sizes):
@@ -249,6 +261,8 @@ def cases(
         dtypes([dtype])
     if isinstance(device, str):
         devices([device])
+    if isinstance(regime, str):
+        regimes([regime])
     return st.builds(
         Case,
         dtype=_strategy(dtype) if dtype is not None else dtypes(),
@@ -256,6 +270,7 @@ def cases(
         sizes=size_strategy,
         seed=_strategy(seed) if seed is not None else seeds(),
         scale=scales(stress=stress),
+        regime=_strategy(regime) if regime is not None else regimes(),
     )
 
 

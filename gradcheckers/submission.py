@@ -1,10 +1,12 @@
 """Turning a submission's path into the Python source a worker will run. Nothing here executes the submission.
 
-A ``.py`` file runs as it is. A notebook is a lab book: besides the gradient functions it usually trains a
-network, plots, and installs packages. By default only its *definitions* are kept (imports, ``def``,
-``class``, and assignments of plain constants), so checking a notebook never re-runs its training loop;
-``run_all_cells=True`` keeps every statement. Either way IPython-only syntax (magics, ``!shell`` lines, ``?``
-help) is dropped, and every line keeps a way back to its cell and line in the notebook, for messages.
+A ``.py`` file runs as it is. A notebook runs as a student expects "Run All" to run it: every code cell in
+order, but each within a time budget (:data:`CELL_SECONDS`): a cell that runs longer (a training loop) is cut
+off, a cell that raises is skipped past, and both are named on the submission's stderr, which the reports show;
+the cells after them still run. ``%%time``/``%%capture`` cells run their body, ``%time stmt`` runs ``stmt``; other
+IPython-only syntax (magics, ``!shell`` lines, ``?`` help) is dropped, and every line keeps a way back to its cell
+and line in the notebook, for messages. ``run_all_cells=False`` keeps only *definitions* (imports, ``def``,
+``class``, and assignments of plain constants) instead.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import bisect
 import builtins
 import dataclasses
 import importlib.util
+import io
 import os
 import re
 import stat
+import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +38,14 @@ MAX_SOURCE_BYTES = 16 * 2**20
 # code in all is far more than that, and bounds what the grader reads and sends per student.
 MAX_SIBLINGS = 32
 MAX_SIBLING_BYTES = 2**20
+# Time budget of one notebook cell. A cell that imports, defines functions or sets up tensors runs in well under
+# a second (torch is already imported in the worker's fork server); 5 s leaves a margin of 5x on a loaded machine,
+# and twelve cut-off cells still fit in the 60 s load timeout (--load-timeout), which bounds the total.
+CELL_SECONDS = 5.0
+# Cell magics whose body is Python to run; any other (%%bash, %%writefile, %%html…) leaves the cell to IPython.
+PYTHON_CELL_MAGICS = ("time", "timeit", "capture", "prun")
+# Line magics whose argument is a Python statement to run (`%time loss = f(x)`).
+PYTHON_LINE_MAGICS = ("time", "timeit", "prun")
 
 
 def load_error(message: str, reason: str) -> LoadError:
@@ -57,6 +69,9 @@ class SubmissionSource:
     # Modules of the submission's own folder it may import (name, source), read here and handed to the worker,
     # which cannot read the folder itself; empty unless asked for (``sibling_imports=True``).
     siblings: tuple[tuple[str, str], ...] = ()
+    # What the worker runs, when it is not `code` itself: a notebook's cells, each run within its time budget
+    # (line numbers in tracebacks are still those of `code`).
+    program: str = ""
 
     @property
     def is_notebook(self) -> bool:
@@ -110,7 +125,7 @@ def resolve_submission(spec: str) -> Path:
 def load_source(
     path: str | os.PathLike[str],
     *,
-    run_all_cells: bool = False,
+    run_all_cells: bool = True,
     root: str | os.PathLike[str] | None = None,
     sibling_imports: bool = False,
 ) -> SubmissionSource:
@@ -245,27 +260,89 @@ def _notebook_source(path: Path, *, run_all_cells: bool) -> SubmissionSource:
     code: list[str] = []
     starts: list[tuple[int, int]] = []
     skipped: list[tuple[str, int]] = []
+    runnable: list[tuple[int, int, str]] = []  # (cell number, first line in `code`, the cell's kept text)
     names = _Names()
     for number, (cell_type, text) in enumerate(cells, start=1):
-        if cell_type != "code" or not isinstance(text, str) or text.lstrip().startswith("%%"):
-            continue  # %%cell magics (%%time, %%capture, %%bash…) make the whole cell IPython's business
+        if cell_type != "code" or not isinstance(text, str):
+            continue
+        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        magic = _cell_magic(lines)
+        if magic is not None and magic not in PYTHON_CELL_MAGICS:
+            continue  # %%bash, %%writefile, %%html…: the whole cell is IPython's business
+        if magic is not None:
+            lines[0] = ""  # %%time: the body is Python, and keeps its line numbers
         first = len(code) + 1
         starts.append((first, number))
-        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
         partial = SubmissionSource(path=path, code="", filename=str(path), cells=tuple(starts))
         tree = _parse_cell(lines, partial, first - 1)
         if tree is None:
-            lines = [_without_magic(line) for line in lines]
+            lines = _without_magics(lines)
             tree = _compile("\n".join(lines), partial, first - 1, cell=True)
         kept = _keep(tree, lines, names, run_all_cells=run_all_cells)
         skipped.extend((name, first - 1 + lineno) for name, lineno in kept.skipped)
         code.extend(kept.lines)
+        if any(line.strip() for line in kept.lines):
+            runnable.append((number, first, "\n".join(kept.lines)))
     return SubmissionSource(
         path=path,
         code="\n".join(code) + "\n",
         filename=str(path),
         cells=tuple(starts),
         skipped=tuple(skipped),
+        program=_cell_program(runnable, str(path)) if run_all_cells else "",
+    )
+
+
+def _cell_magic(lines: list[str]) -> str | None:
+    """The name of a cell magic on the cell's first line (``%%time`` -> ``time``), or None."""
+    first = lines[0].strip() if lines else ""
+    if not first.startswith("%%"):
+        return None
+    return first[2:].split(maxsplit=1)[0] if first[2:].strip() else ""
+
+
+# The program a worker runs for a notebook: each cell compiled on its own (padded with newlines so that its line
+# numbers are those of SubmissionSource.code) and run in the submission's namespace under an interval timer. The
+# cut-off is a BaseException, so a cell's own `except Exception` does not swallow it; a bare `except:` can, and
+# then the load timeout still ends the worker. Notes go to stderr, which the worker captures for the reports.
+_CELL_RUNNER = """\
+def __gradcheckers_run_cells__(cells, budget, filename, namespace):
+    import signal, sys
+
+    class CellCutOff(BaseException):
+        pass
+
+    def cut_off(signum, frame):
+        raise CellCutOff()
+
+    previous = signal.signal(signal.SIGALRM, cut_off)
+    try:
+        for number, first, text in cells:
+            try:
+                try:
+                    signal.setitimer(signal.ITIMER_REAL, budget)
+                    exec(compile("\\n" * (first - 1) + text, filename, "exec", dont_inherit=True), namespace)
+                finally:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+            except CellCutOff:
+                print(f"[gradcheckers] notebook cell {number} ran longer than {budget:g} s and was cut off; "
+                      "the cells after it still ran", file=sys.stderr)
+            except Exception as error:
+                message = str(error)[:300]
+                print(f"[gradcheckers] notebook cell {number} raised {type(error).__name__}: {message}; "
+                      "the cells after it still ran", file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+
+
+__gradcheckers_run_cells__({cells!r}, {budget!r}, {filename!r}, globals())
+del __gradcheckers_run_cells__
+"""
+
+
+def _cell_program(cells: list[tuple[int, int, str]], filename: str) -> str:
+    return _CELL_RUNNER.replace("{cells!r}", repr(cells)).replace("{budget!r}", repr(CELL_SECONDS)).replace(
+        "{filename!r}", repr(filename)
     )
 
 
@@ -279,11 +356,42 @@ def _parse_cell(lines: list[str], source: SubmissionSource, offset: int) -> ast.
         return _compile("\n".join(lines), source, offset, cell=True)  # raises the LoadError with the cell and line
 
 
-def _without_magic(line: str) -> str:
-    # `pass`, not "": a magic inside an indented block must still leave the block a statement.
-    if _MAGIC_LINE.search(line):
-        return line[: len(line) - len(line.lstrip())] + "pass"
-    return line
+def _without_magics(lines: list[str]) -> list[str]:
+    """The cell's lines with IPython syntax replaced; only a line that starts a statement can be a magic (a
+    continuation line starting with `%` is the modulo operator). `%time stmt` keeps `stmt`; a magic continued
+    with a backslash takes its continuation lines with it."""
+    out = list(lines)
+    index = 0
+    while index < len(out):
+        line = out[index]
+        if _MAGIC_LINE.search(line) and _starts_statement(out[:index]):
+            indent = line[: len(line) - len(line.lstrip())]
+            word, _, rest = line.strip().partition(" ")
+            if word.lstrip("%") in PYTHON_LINE_MAGICS and word.startswith("%") and rest.strip():
+                out[index] = indent + rest.strip()
+            else:
+                # `pass`, not "": a magic inside an indented block must still leave the block a statement.
+                out[index] = indent + "pass"
+                while line.rstrip().endswith("\\") and index + 1 < len(out):
+                    index += 1
+                    line, out[index] = out[index], ""
+        index += 1
+    return out
+
+
+def _starts_statement(before: list[str]) -> bool:
+    """Whether the line after ``before`` starts a statement: not inside brackets, a string or a backslash
+    continuation of the lines before it."""
+    if before and before[-1].rstrip().endswith("\\"):
+        return False
+    try:
+        for _ in tokenize.generate_tokens(io.StringIO("\n".join(before) + "\n").readline):
+            pass
+    except tokenize.TokenError:
+        return False  # "EOF in multi-line statement": an open bracket or string
+    except (SyntaxError, ValueError):
+        return True  # the lines before are not Python anyway (another magic): the cell's parse will say where
+    return True
 
 
 class _Names:

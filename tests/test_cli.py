@@ -55,7 +55,7 @@ def gradcheckers(*args: str, tmp_path: Path) -> Run:
     assert "Traceback" not in proc.stderr, proc.stderr  # a crash of ours, never of the submission's
     assert not any(c < " " and c not in "\n\t" for c in proc.stdout), "raw control characters on the terminal"
     report: dict[str, Any] = {}
-    if args[0] == "check" and proc.returncode in (0, 1, 2) and paths["json"].exists():
+    if args[0] == "check" and proc.returncode in (0, 1, 2, 3) and paths["json"].exists():
         report = json.loads(paths["json"].read_text())
         check_report(report)
         check_gradescope(json.loads(paths["gradescope"].read_text()), {})
@@ -288,3 +288,98 @@ def test_the_same_submission_and_seed_give_the_same_report(tmp_path: Path) -> No
 
 if __name__ == "__main__":
     write_gate_notebook()
+
+
+# --- first contact: --version, --help, usage errors and internal errors -------------------------------------------
+
+
+def test_version_prints_the_package_version(tmp_path: Path) -> None:
+    import gradcheckers as package
+
+    run = gradcheckers("--version", tmp_path=tmp_path)
+    assert (run.returncode, run.stdout.strip()) == (0, f"gradcheckers {package.__version__}")
+
+
+def test_help_shows_the_defaults(tmp_path: Path) -> None:
+    run = gradcheckers("check", "--help", tmp_path=tmp_path)
+    assert run.returncode == 0
+    # argparse wraps lines at the terminal's width, also after a hyphen ("two-\n layer-sigmoid").
+    text = " ".join(run.stdout.split()).replace("- ", "-")
+    for default in ("(default: 100)", "(default: float64,float32)", "(default: two-layer-sigmoid)",
+                    "(default: 10.0)", "(default: 2048)", "(default: 0)"):
+        assert default in text, default
+    assert "(default: None)" not in text and "(default: False)" not in text
+
+
+def test_an_unknown_assignment_is_a_usage_error_not_a_failed_check(tmp_path: Path) -> None:
+    run = gradcheckers("check", "correct", "--assignment", "nosuch", *FAST, tmp_path=tmp_path)
+    assert run.returncode == 2, run.stderr
+    assert "assignment='nosuch' is neither a bundled assignment" in run.stderr
+    assert "usage: gradcheckers check" in run.stderr
+
+
+BROKEN_ASSIGNMENT = '''
+from gradcheckers.assignment import get_assignment
+import dataclasses
+
+_seed = get_assignment("two-layer-sigmoid")
+
+
+def _draw(sizes, generator, scale=1.0):
+    raise RuntimeError("the instructor's draw is broken")
+
+
+ASSIGNMENT = dataclasses.replace(_seed, name="broken", draw=_draw)
+'''
+
+
+def test_an_internal_error_exits_3_and_still_writes_every_report(tmp_path: Path) -> None:
+    # A definition whose draw raises: an error of the checking machinery, never a verdict on the student.
+    (tmp_path / "broken.py").write_text(BROKEN_ASSIGNMENT)
+    run = gradcheckers("check", str(SUBMISSIONS / "correct.py"), "--assignment", "broken.py", *FAST,
+                       tmp_path=tmp_path)
+    assert run.returncode == 3, (run.stdout, run.stderr)
+    assert run.stderr.startswith("gradcheckers: internal error (exit 3): checking W1: RuntimeError: the instructor")
+    assert run.report["internal_error"].startswith("checking W1: RuntimeError") and not run.report["passed"]
+    assert "internal error of gradcheckers" in run.stdout
+
+
+def test_a_gate_run_writes_nothing_into_the_current_folder(tmp_path: Path) -> None:
+    # On Gradescope the current folder is the submission's: Hypothesis's .hypothesis/ (its constants cache) must
+    # not appear there.
+    run = gradcheckers("check", "correct", *FAST, tmp_path=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"report.{k}" for k in
+                                                                ("json", "gradescope", "junit", "markdown"))
+
+
+# --- notebooks as students write them: every cell runs, each within its budget --------------------------------------
+
+STUDENT_NOTEBOOK_CELLS = [
+    "import time\nimport torch\nact = torch.nn.Sigmoid()  # a module object: not a 'plain constant'",
+    "%%time\ndef forward(X, W1, b1, W2, b2):\n    H = act(X @ W1 + b1)\n    return H, H @ W2 + b2",
+    "with torch.no_grad():\n"
+    "    def grad_W1(X, Y, W1, b1, W2, b2):\n"
+    "        H, P = forward(X, W1, b1, W2, b2)\n"
+    "        return X.T @ ((-2 * (Y - P) @ W2.T) * H * (1 - H))\n"
+    "    def grad_b1(X, Y, W1, b1, W2, b2):\n"
+    "        H, P = forward(X, W1, b1, W2, b2)\n"
+    "        return ((-2 * (Y - P) @ W2.T) * H * (1 - H)).sum(0)",
+    "%matplotlib inline\n"
+    "def grad_W2(X, Y, W1, b1, W2, b2):\n"
+    "    H, P = forward(X, W1, b1, W2, b2)\n"
+    "    return H.T @ (-2 * (Y - P))\n"
+    "SCALE = (4\n"
+    "         % 3)",
+    "while True:  # a training loop left running\n    time.sleep(0.1)",
+    "def grad_b2(X, Y, W1, b1, W2, b2):\n    return SCALE * (-2 * (Y - forward(X, W1, b1, W2, b2)[1])).sum(0)",
+]
+
+
+def test_a_students_notebook_runs_as_run_all_would(tmp_path: Path) -> None:
+    path = tmp_path / "student.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell(c) for c in STUDENT_NOTEBOOK_CELLS]), str(path))
+    run = gradcheckers("check", str(path), *FAST, tmp_path=tmp_path)
+    assert (run.returncode, reasons(run.report)) == (0, only()), run.stdout
+    assert "[gradcheckers] notebook cell 5 ran longer than 5 s and was cut off" in run.report["output"]
+    assert "notebook cell 5 ran longer" in run.stdout  # the terminal report shows the output excerpt

@@ -56,16 +56,20 @@ def test_the_seed_s_1_by_20_bias_gradient_fails_although_allclose_broadcasts_it_
     assert verdict.summary == (
         "the gradient of b1 returned shape (1, 20); b1 has shape (20,). The gradient must have exactly the "
         "parameter's shape; a comparison that broadcasts one against the other hides the error. The extra "
-        "leading axis of size 1 looks like the batch: sum over it."
+        "leading axis of size 1 looks like the batch: sum over it (dim 0)."
     )
 
 
 @pytest.mark.parametrize(
     ("submitted", "expected", "hint"),
     [
-        ((3, 5), (3,), " A bias gradient is a vector: sum the per-sample gradients over the batch (dim 0)."),
+        # The seed's transposed b2, -2 * (Y - Y_pred).t(): the batch is the last axis, not dim 0.
+        ((3, 5), (3,), " The extra trailing axis of size 5 looks like the batch, after a transpose: sum over it "
+                       "(dim 1), or sum over dim 0 before transposing."),
+        ((1, 1), (1,), " It has one axis too many: sum the per-sample terms over the batch axis, which is the last "
+                       "axis if the result was transposed (e.g. (Y - Y_pred).t())."),
         ((2, 3), (3, 2), " It is the transpose of the expected shape."),
-        ((4, 3, 2), (3, 2), " The extra leading axis of size 4 looks like the batch: sum over it."),
+        ((4, 3, 2), (3, 2), " The extra leading axis of size 4 looks like the batch: sum over it (dim 0)."),
         ((), (1,), ""),
         ((6,), (2, 3), ""),
     ],

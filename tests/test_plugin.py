@@ -19,6 +19,7 @@ import nbformat
 import pytest
 import torch  # noqa: F401
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from test_report import check_junit_schema, check_report
 
 import gradcheckers
 
@@ -41,7 +42,8 @@ SEED_HEADER = re.compile(r"^gradcheckers: using --gradcheckers-seed=(\d+)$", re.
 SMALLEST = "batch=1, n_feature=1, n_hidden=1, n_output=1, dtype=float64, device=cpu, seed=0"
 W1_SMALLEST = "batch=2, n_feature=1, n_hidden=1, n_output=1, dtype=float64, device=cpu, seed=0"
 BATCH_CAUSE = "right for a batch of 1 and wrong for larger batches: the per-sample terms are not summed over the batch*"
-SHAPE_HINT = "The extra leading axis of size 1 looks like the batch: sum over it."
+SHAPE_HINT = ("It has one axis too many: sum the per-sample terms over the batch axis, which is the last axis if the "
+              "result was transposed (e.g. (Y - Y_pred).t()).")
 
 
 def reproduce(parameter: str, seed: int = 0) -> str:
@@ -79,24 +81,30 @@ SEED_FAILURES = {
 # ... and the summary section, one entry per parameter in the assignment's order.
 SEED_SUMMARY = [
     "*= gradcheckers =*",
-    f"W1: FAILED (shape) after * examples; smallest case: {W1_SMALLEST}",
+    f"W1: FAILED (shape) after * cases (searching and shrinking); smallest case: {W1_SMALLEST}",
     f"    likely cause: {BATCH_CAUSE}",
     f"    reproduce: {reproduce('W1')}",
-    f"b1: FAILED (shape) after 1 example; smallest case: {SMALLEST}",
+    f"b1: FAILED (shape) after 1 case (searching and shrinking); smallest case: {SMALLEST}",
     f"    reproduce: {reproduce('b1')}",
-    "W2: passed (20 examples)",
-    f"b2: FAILED (shape) after 1 example; smallest case: {SMALLEST}",
+    "W2: passed (20 cases)",
+    f"b2: FAILED (shape) after 1 case (searching and shrinking); smallest case: {SMALLEST}",
     f"    reproduce: {reproduce('b2')}",
-    "score 1 / 4 (seed 0)",
+    "score 1 / 4 (--gradcheckers-seed=0)",
 ]
 CORRECT_SUMMARY = [
     "*= gradcheckers =*",
-    "W1: passed (20 examples)",
-    "b1: passed (20 examples)",
-    "W2: passed (20 examples)",
-    "b2: passed (20 examples)",
-    "score 4 / 4 (seed 0)",
+    "W1: passed (20 cases)",
+    "b1: passed (20 cases)",
+    "W2: passed (20 cases)",
+    "b2: passed (20 cases)",
+    "score 4 / 4 (--gradcheckers-seed=0)",
 ]
+
+
+@pytest.fixture(autouse=True)
+def _no_step_summary(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The runs here must not write into the summary of the CI job running this test suite.
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
 
 
 @pytest.fixture
@@ -354,7 +362,7 @@ def test_ini_keys_are_honoured(pytester: pytest.Pytester) -> None:
 
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(
-        ["gradcheckers: using --gradcheckers-seed=7", "W1: passed (30 examples)", "score 4 / 4 (seed 7)"]
+        ["gradcheckers: using --gradcheckers-seed=7", "W1: passed (30 cases)", "score 4 / 4 (--gradcheckers-seed=7)"]
     )
 
 
@@ -437,18 +445,16 @@ def test_xdist_gives_the_same_verdicts_counterexamples_and_summary(pytester: pyt
     # The controller gathers the results from the reports, and writes the same summary.
     parallel.stdout.fnmatch_lines(SEED_SUMMARY)
     assert section(parallel, "gradcheckers") == section(serial, "gradcheckers")
-    # The verdicts also land in the JUnit XML, as properties.
-    properties = {
-        case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
-        for case in ET.parse(pytester.path / "junit.xml").iter("testcase")
-    }
-    assert {name: props["gradcheckers_reason"] for name, props in properties.items()} == {
-        "grad_W1": "shape",
-        "grad_b1": "shape",
-        "grad_W2": "None",
-        "grad_b2": "shape",
-    }
-    assert json.loads(properties["grad_b1"]["gradcheckers_result"])["counterexample"]["batch"] == 1
+    # The verdicts also land in the JUnit XML, as failures with their messages; the file is valid against
+    # Jenkins' schema (no <properties> inside a <testcase>, no "None" for a passed one).
+    text = (pytester.path / "junit.xml").read_text()
+    check_junit_schema(text)
+    cases = {case.get("name"): case for case in ET.fromstring(text).iter("testcase")}
+    assert {name: case.find("failure") is not None for name, case in cases.items()} == {
+        "grad_W1": True, "grad_b1": True, "grad_W2": False, "grad_b2": True,
+    }  # fmt: skip
+    assert "b1: FAILED (shape)" in (cases["grad_b1"].find("failure").text or "")  # type: ignore[union-attr]
+    assert "property" not in text and "None" not in text
 
 
 def test_xdist_workers_use_the_seed_the_controller_drew(pytester: pytest.Pytester) -> None:
@@ -504,6 +510,40 @@ def test_json_and_markdown_reports(pytester: pytest.Pytester, homework: Path) ->
     assert markdown[0] == "## ❌ gradcheckers: `hw.py`"
     assert "| `W2` | pass | 20 |  |" in markdown
     assert f"| `b1` | **fail** (shape) | 1 | {SMALLEST} |" in markdown
+
+
+def test_the_json_report_has_every_field_of_the_command_lines(pytester: pytest.Pytester) -> None:
+    (pytester.path / "noisy.py").write_text(CORRECT.read_text() + "\nprint('hello from the submission')\n")
+    result = pytester.runpytest("--gradcheckers-submission=noisy.py", EXAMPLES, "--gradcheckers-json=report.json",
+                                "-n", "2")
+    result.assert_outcomes(passed=4)
+    report = json.loads((pytester.path / "report.json").read_text())
+    check_report(report)  # the README's schema, the one the command line's reports are checked against
+    assert report["load_reason"] is None and "hello from the submission" in report["output"]
+    assert report["timings"]["submission_code"] > 0 and report["timings"]["hypothesis_and_oracles"] > 0
+    assert not (pytester.path / ".hypothesis").exists()  # a gate run leaves nothing in the current folder
+
+
+def test_a_submission_that_cannot_be_read_has_a_load_reason(pytester: pytest.Pytester) -> None:
+    (pytester.path / "broken.py").write_text("def grad_W1(:\n")
+    result = pytester.runpytest("--gradcheckers-submission=broken.py", "--gradcheckers-json=report.json")
+    assert result.ret != 0
+    report = json.loads((pytester.path / "report.json").read_text())
+    check_report(report)
+    assert (report["load_reason"], report["parameters"], report["passed"]) == ("syntax", {}, False)
+
+
+def test_markdown_goes_to_the_github_step_summary_as_the_command_lines_does(
+    pytester: pytest.Pytester, homework: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    summary = pytester.path / "step_summary.md"
+    summary.write_text("previous step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    pytester.runpytest("--gradcheckers-submission=hw.py", EXAMPLES)  # appended even without the option
+    pytester.runpytest("--gradcheckers-submission=hw.py", EXAMPLES, "--gradcheckers-markdown=summary.md")
+    text = summary.read_text()
+    written = (pytester.path / "summary.md").read_text()
+    assert text == "previous step\n" + written + written and written.startswith("## ❌ gradcheckers: `hw.py`")
 
 
 # -- fixtures and the marker, for users' own tests ----------------------------------------------------------

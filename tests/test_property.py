@@ -62,6 +62,7 @@ def test_the_json_report_has_the_documented_fields() -> None:
         "counterexample",
         "worst",
         "diagnosis",
+        "snippet",
     }
 
 
@@ -239,3 +240,74 @@ def test_the_checker_does_not_change_the_caller_s_tensors_or_global_rng() -> Non
     state = torch.random.get_rng_state()
     check_formulas(CORRECT, max_examples=10)
     assert torch.equal(torch.random.get_rng_state(), state)
+
+
+# --- inputs that vary: value regimes of the data (issue 13, item 9) ----------------------------------------------
+
+
+def _w1_wrong_when_all_x_negative(X: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+    correct = two_layer.grad_W1(X, *rest)
+    return 2 * correct if bool((X < 0).all()) else correct
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_formula_wrong_only_when_every_x_is_negative_is_caught(seed: int) -> None:
+    result = check_formulas({"W1": _w1_wrong_when_all_x_negative}, max_examples=100, seed=seed)
+    w1 = result.parameters["W1"]
+    assert (w1.passed, w1.reason) == (False, "mismatch"), w1
+    assert w1.counterexample is not None and w1.counterexample.regime == "negative"
+    # Shrunk to the smallest such case: one element of data.
+    assert (w1.counterexample.sizes.batch, w1.counterexample.sizes.n_feature) == (1, 1)
+
+
+@pytest.mark.parametrize("regime", ["negative", "zeros", "mixed-scales"])
+def test_correct_formulas_pass_in_every_regime(regime: str) -> None:
+    from hypothesis import given, settings
+
+    from gradcheckers.assignment import get_assignment
+    from gradcheckers.property import CheckSettings, _ReferenceCache, evaluate_case
+    from gradcheckers.strategies import cases
+
+    assignment, tolerance = get_assignment(None), CheckSettings().tolerance
+    cache = _ReferenceCache(assignment)
+    statuses: set[str] = set()
+
+    @settings(max_examples=40)
+    @given(cases(regime=regime, device="cpu"))
+    def every_parameter_agrees(case: Case) -> None:
+        for parameter in PARAMETERS:
+            formula = getattr(two_layer, f"grad_{parameter}")
+            verdict = evaluate_case(parameter, formula, case, assignment, cache, tolerance, None)
+            assert verdict.status != "fail", (case, verdict)
+            statuses.add(verdict.status)
+
+    every_parameter_agrees()
+    assert "pass" in statuses
+
+
+# --- messages a student can act on (issue 13, item 8) ------------------------------------------------------------
+
+
+def test_a_failure_carries_a_snippet_that_rebuilds_the_case_exactly() -> None:
+    def grad_W2(X: torch.Tensor, Y: torch.Tensor, W1: torch.Tensor, b1: torch.Tensor, W2: torch.Tensor,
+                b2: torch.Tensor) -> torch.Tensor:
+        return 1.5 * two_layer.grad_W2(X, Y, W1, b1, W2, b2)
+
+    w2 = check_formulas({"W2": grad_W2}, max_examples=50, seed=0).parameters["W2"]
+    assert w2.reason == "mismatch" and w2.snippet is not None
+    assert w2.snippet.startswith("import torch\n\nX = torch.tensor([[")
+    namespace: dict[str, object] = {}
+    exec(w2.snippet, namespace)  # what a student pastes into a notebook
+    args = [namespace[name] for name in ("X", "Y", "W1", "b1", "W2", "b2")]
+    assert all(isinstance(a, torch.Tensor) and a.dtype == getattr(torch, w2.counterexample.dtype) for a in args)
+    assert torch.equal(grad_W2(*args), namespace["returned_grad_W2"])  # the very same values, not rounded
+    expected = two_layer.grad_W2(*[a.double() for a in args])  # type: ignore[union-attr]
+    assert torch.allclose(expected, namespace["expected_grad_W2"], rtol=1e-12, atol=0)  # type: ignore[arg-type]
+    assert json.loads(json.dumps(w2.to_json()))["snippet"] == w2.snippet
+
+
+def test_a_case_too_large_to_read_has_no_snippet() -> None:
+    from gradcheckers.report import SNIPPET_NUMBERS, counterexample_snippet
+
+    big = [[0.5] * SNIPPET_NUMBERS]
+    assert counterexample_snippet("W1", {"X": big}, [1.0], [2.0], "float64") is None

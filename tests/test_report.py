@@ -6,6 +6,7 @@ The validators here (the README's JSON schema, Gradescope's ``results.json`` sch
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -46,6 +47,7 @@ def check_report(data: Mapping[str, Any]) -> None:
         "submission": (str,), "assignment": (str,), "passed": (bool,), "seed": (int,), "settings": (dict,),
         "load_error": (str, type(None)), "load_reason": (str, type(None)), "score": (int, float),
         "max_score": (int, float), "parameters": (dict,), "output": (str,), "timings": (dict,),
+        "internal_error": (str, type(None)),
     }
     for key, kinds in types.items():
         assert key in data, f"the report has no {key!r}"
@@ -64,7 +66,8 @@ def check_report(data: Mapping[str, Any]) -> None:
     if data["load_error"] is not None:
         assert data["parameters"] == {} and not data["passed"]
     else:
-        assert data["passed"] == (bool(data["parameters"]) and all(r["passed"] for r in data["parameters"].values()))
+        assert data["passed"] == (data["internal_error"] is None and bool(data["parameters"])
+                                  and all(r["passed"] for r in data["parameters"].values()))
     assert 0 <= data["score"] <= data["max_score"]
     json.dumps(data, allow_nan=False)  # strict JSON: no NaN or infinities
 
@@ -125,22 +128,45 @@ def check_gradescope(data: Mapping[str, Any], weights: Mapping[str, float] | Non
             assert test["max_score"] == weights.get(parameter, 1.0), test
 
 
+# Jenkins' JUnit schema, the one CI servers validate with: junit-10.xsd (MIT licence, Gregory Boissinot, from the
+# xunit plugin), vendored unchanged from pytest's own test suite (testing/example_scripts/ in pytest's sdist).
+JUNIT_XSD = Path(__file__).parent / "schemas" / "junit-10.xsd"
+
+
+@functools.cache
+def _junit_schema() -> Any:
+    import xmlschema
+
+    return xmlschema.XMLSchema(str(JUNIT_XSD))
+
+
+def check_junit_schema(text: str) -> None:
+    """Assert that ``text`` is valid against junit-10.xsd (raises with the offending element otherwise)."""
+    _junit_schema().validate(text)
+
+
 def check_junit(text: str, reports: list[Mapping[str, Any]]) -> ET.Element:
-    """Assert that ``text`` is JUnit XML with one testcase per checked parameter and one failure per failing one."""
+    """Assert that ``text`` is JUnit XML valid against junit-10.xsd, with one testcase per checked parameter and
+    one failure per failing one."""
+    check_junit_schema(text)
     root = ET.fromstring(text)
     assert root.tag == "testsuites"
     suites = root.findall("testsuite")
     assert len(suites) == len(reports)
     for suite, data in zip(suites, reports):
         cases = suite.findall("testcase")
+        assert suite.get("timestamp") and suite.get("time") is not None
         if data["load_error"] is not None:
             assert [c.get("name") for c in cases] == ["load"] and cases[0].find("error") is not None
             continue
         params = data["parameters"]
-        assert [c.get("name") for c in cases] == [f"grad_{p}" for p in params]
+        internal = ["internal"] if data.get("internal_error") else []
+        assert [c.get("name") for c in cases] == [*internal, *(f"grad_{p}" for p in params)]
+        cases = cases[len(internal):]
+        assert all("." not in (c.get("classname") or ".") and "/" not in (c.get("classname") or "/") for c in cases)
         failing = {c.get("name") for c in cases if c.find("failure") is not None}
         assert failing == {f"grad_{p}" for p, r in params.items() if not r["passed"]}
-        assert suite.get("failures") == str(len(failing)) and suite.get("tests") == str(len(cases))
+        assert suite.get("failures") == str(len(failing)) and suite.get("tests") == str(len(cases) + len(internal))
         for case in cases:
             failure = case.find("failure")
             if failure is not None:
@@ -174,6 +200,7 @@ def sample_report(reasons: Mapping[str, str | None] | None = None, *, load_error
         "load_error": load_error, "load_reason": "syntax" if load_error else None,
         "score": float(sum(r["passed"] for r in params.values())), "max_score": 4.0,
         "parameters": params, "output": output, "timings": {"worker_start": 0.01},
+        "internal_error": None, "started": "2026-11-30T21:00:00+00:00",
     }
 
 
@@ -316,3 +343,53 @@ def test_the_command_line_writes_every_report(tmp_path: Path) -> None:
     markdown = paths["markdown"].read_text(encoding="utf-8")
     assert "| `b1` | **fail** (shape) |" in markdown and "Score: **8 / 10**" in markdown
     assert summary.read_text(encoding="utf-8") == "previous step\n" + markdown
+
+
+# --- JUnit against Jenkins' junit-10.xsd ------------------------------------------------------------------------
+
+
+def test_junit_is_valid_against_the_jenkins_schema_with_times_and_a_plain_classname() -> None:
+    data = sample_report(MIXED)
+    data["submission"] = "students/alice/homework.py"
+    for result in data["parameters"].values():
+        result["seconds"] = 1.23456
+    text = writers.junit_xml([data, sample_report(load_error="syntax error at line 5")])
+    root = check_junit(text, [data, sample_report(load_error="syntax error at line 5")])
+    suite = root.findall("testsuite")[0]
+    assert suite.get("time") == "4.938" and suite.get("timestamp") == "2026-11-30T21:00:00+00:00"
+    assert {c.get("classname") for c in suite.iter("testcase")} == {"students_alice_homework"}
+    assert {c.get("time") for c in suite.iter("testcase")} == {"1.235"}
+
+
+def test_the_schema_check_rejects_properties_inside_a_testcase() -> None:
+    bad = ('<testsuites><testsuite name="s" tests="1" failures="0" errors="0"><testcase name="t">'
+           '<properties><property name="a" value="b"/></properties></testcase></testsuite></testsuites>')
+    with pytest.raises(Exception, match="properties"):
+        check_junit_schema(bad)
+
+
+def test_an_internal_error_is_an_error_testcase_and_not_a_pass() -> None:
+    data = {**sample_report(), "internal_error": "checking W1: RuntimeError: boom (at assignment.py:3)"}
+    data["passed"] = False
+    root = check_junit(writers.junit_xml([data]), [data])
+    assert root.find("testsuite/testcase[@name='internal']/error") is not None
+    assert "internal error of gradcheckers" in writers.terminal_report(data)
+
+
+# --- messages a student can act on --------------------------------------------------------------------------------
+
+
+def test_the_worst_element_is_named_once_and_counts_that_include_shrinking_say_so() -> None:
+    data = sample_report(MIXED)
+    w2 = data["parameters"]["W2"]
+    w2["message"] = "grad_W2 is wrong on 1 of 1 element(s).\nWorst element (0, 0): analytic 3, autograd 2"
+    w2["worst"] = {"index": [0, 0], "analytic": 3.0, "autograd": 2.0, "finite_differences": 2.0,
+                   "fd_error": 1e-9, "allowed": 1e-15}
+    w2["examples"] = 137
+    w2["snippet"] = "import torch\n\nX = torch.tensor([[-0.5]], dtype=torch.float64)"
+    text = writers.terminal_report(data)
+    assert text.lower().count("worst element") == 1
+    assert "W2  FAIL (mismatch)        137 cases (searching and shrinking)" in text
+    assert "  W1  PASS                   20 cases" in text
+    assert "    X = torch.tensor([[-0.5]], dtype=torch.float64)" in text
+    assert text.startswith("gradcheckers: homework.py (two-layer-sigmoid, --seed 0)")

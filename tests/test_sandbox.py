@@ -117,7 +117,7 @@ def test_tensors_are_converted_to_numbers(open_worker: OpenWorker) -> None:
 
 def test_a_notebook_runs_its_definitions_only(open_worker: OpenWorker) -> None:
     # The notebook also installs packages and trains in a `while True` loop: loading it must not run either.
-    worker = open_worker("notebook_magics.ipynb")
+    worker = open_worker("notebook_magics.ipynb", run_all_cells=False)
     arrays = network()
     np.testing.assert_allclose(worker.call("grad_W1", arrays), autograd(arrays)["W1"], rtol=1e-12)
     uses_net = failure(worker, "uses_net", arrays[:1])

@@ -149,9 +149,10 @@ def test_case_tensors_have_the_case_s_shapes_dtype_and_finite_values(tensors: di
 
 
 @deterministic(30)
-@given(gst.cases(sizes=Sizes(2, 3, 4, 1), dtype=st.just("float32"), device=st.just("cpu"), seed=7))
+@given(gst.cases(sizes=Sizes(2, 3, 4, 1), dtype=st.just("float32"), device=st.just("cpu"), seed=7,
+                 regime=st.just("zeros")))
 def test_every_argument_takes_a_value_or_a_strategy(case: Case) -> None:
-    assert case == Case(Sizes(2, 3, 4, 1), dtype="float32", seed=7)
+    assert case == Case(Sizes(2, 3, 4, 1), dtype="float32", seed=7, regime="zeros")
 
 
 def test_a_case_s_tensors_are_a_pure_function_of_its_fields() -> None:
@@ -185,4 +186,28 @@ def test_the_case_description_names_every_field() -> None:
         "device": "cpu",
         "seed": 9,
         "scale": 10.0,
+        "regime": "normal",
     }
+    assert case.replace(regime="negative").describe().endswith(", seed=9, scale=10, data=negative")
+
+
+def test_the_cases_of_a_check_draw_data_that_really_differs() -> None:
+    # Hypothesis repeats small seeds across a run (seed 0: 29 distinct seeds in 100 cases); a case's sizes are
+    # mixed into its generator's seed, so the same seed at other sizes still gives unrelated values.
+    import hypothesis
+
+    from gradcheckers.assignment import get_assignment
+    from gradcheckers.property import CheckSettings, _hypothesis_settings
+
+    assignment, firsts = get_assignment(None), []
+
+    @_hypothesis_settings(100)
+    @hypothesis.seed(0)
+    @hypothesis.given(CheckSettings(seed=0).case_strategy(assignment))
+    def draw(case: Case) -> None:
+        # The data as drawn, before its regime and dtype: what the seed decides.
+        plain = case.replace(regime="normal", dtype="float64")
+        firsts.append(float(assignment.tensors(plain)["X"].flatten()[0]))
+
+    draw()
+    assert len(set(firsts)) >= 75, len(set(firsts))  # 39 before the sizes were mixed in; 83-96 after

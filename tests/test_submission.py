@@ -163,8 +163,8 @@ def code_line(source: SubmissionSource, text: str) -> int:
     return next(i for i, line in enumerate(source.code.splitlines(), start=1) if line.strip() == text)
 
 
-def test_a_notebook_keeps_its_definitions_only() -> None:
-    source = load_source(SUBMISSIONS / "notebook_magics.ipynb")
+def test_a_notebook_keeps_its_definitions_only_when_asked() -> None:
+    source = load_source(SUBMISSIONS / "notebook_magics.ipynb", run_all_cells=False)
     assert source.is_notebook
     kept = [line for line in source.code.splitlines() if line.strip()]
     assert kept == [
@@ -196,7 +196,7 @@ def test_notebook_lines_map_back_to_cells() -> None:
 
 
 def test_a_notebook_remembers_where_skipped_names_were_set() -> None:
-    source = load_source(SUBMISSIONS / "notebook_magics.ipynb")
+    source = load_source(SUBMISSIONS / "notebook_magics.ipynb", run_all_cells=False)
     net = source.skipped_binding("net")
     assert net is not None and source.locate(net) == "cell 6, line 1"
     scratch = source.skipped_binding("scratch")
@@ -209,7 +209,7 @@ def test_run_all_cells_keeps_everything_but_ipython_syntax() -> None:
     assert "while True:" in source.code
     assert "print(net)" in source.code
     assert "pip" not in source.code and "%" not in source.code and "torch.sum?" not in source.code
-    assert "for t in range(100)" not in source.code  # a %%time cell belongs to IPython
+    assert "for t in range(100)" in source.code  # a %%time cell's body is Python: it runs
     assert source.locate(code_line(source, "print(net)")) == "cell 8, line 1"
     assert source.skipped == ()
 
@@ -264,7 +264,7 @@ def test_constant_assignments_need_their_names(tmp_path: Path) -> None:
     )
     path = tmp_path / "constants.ipynb"
     nbformat.write(notebook, str(path))
-    kept = [line for line in load_source(path).code.splitlines() if line]
+    kept = [line for line in load_source(path, run_all_cells=False).code.splitlines() if line]
     assert kept == [
         "import torch",
         "A = torch.float32",
@@ -303,3 +303,41 @@ def test_seed_names_the_homework_formulas() -> None:
 
 if __name__ == "__main__":
     write_notebooks()
+
+
+# --- notebooks as students write them (issue 13, item 7) ----------------------------------------------------------
+
+
+def _notebook(tmp_path: Path, *cells: str) -> Path:
+    path = tmp_path / "student.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell(c) for c in cells]), str(path))
+    return path
+
+
+def test_a_line_magic_leaves_a_continuation_line_alone(tmp_path: Path) -> None:
+    # Before: the `% 7` continuation line (the modulo operator) was taken for a magic and became `pass`.
+    path = _notebook(tmp_path, "%matplotlib inline\ntotal = (10\n         % 7)\n")
+    source = load_source(path)
+    assert source.code.splitlines()[1:3] == ["total = (10", "         % 7)"]
+    namespace: dict[str, object] = {}
+    exec(source.code, namespace)
+    assert namespace["total"] == 3
+
+
+def test_a_magic_continued_with_a_backslash_takes_its_lines_with_it(tmp_path: Path) -> None:
+    path = _notebook(tmp_path, "!pip install numpy \\\n    torch\nX = 1\n")
+    assert load_source(path).code.splitlines()[:3] == ["pass", "", "X = 1"]
+
+
+def test_time_magics_run_their_python(tmp_path: Path) -> None:
+    path = _notebook(tmp_path, "%%time\ndef grad_b2(X, Y, W1, b1, W2, b2):\n    return b2\n",
+                     "%time LR = 0.5\n")
+    source = load_source(path)
+    assert "def grad_b2(X, Y, W1, b1, W2, b2):" in source.code and "LR = 0.5" in source.code
+    assert source.locate(code_line(source, "def grad_b2(X, Y, W1, b1, W2, b2):")) == "cell 1, line 2"
+    assert source.locate(code_line(source, "LR = 0.5")) == "cell 2, line 1"
+
+
+def test_other_cell_magics_stay_ipythons(tmp_path: Path) -> None:
+    path = _notebook(tmp_path, "%%bash\necho hi\n", "X = 1\n")
+    assert [line for line in load_source(path).code.splitlines() if line] == ["X = 1"]

@@ -1,0 +1,80 @@
+"""The package as users install it: the built wheel's contents, ``twine check``, and a user project that has a
+``models`` package of its own (common in ML code) next to gradcheckers.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*command: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_STEP_SUMMARY", "PYTHONPATH")}
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sdist and wheel, built as the README says (``python -m build``; no isolation: no download here)."""
+    out = tmp_path_factory.mktemp("dist")
+    proc = _run(sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(ROOT), cwd=out)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out
+
+
+def test_the_wheel_installs_models_only_inside_gradcheckers(dist: Path) -> None:
+    (wheel,) = dist.glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {name.split("/")[0] for name in names}
+    assert "models" not in tops, sorted(tops)
+    assert {"gradcheckers/models/two_layer.py", "gradcheckers/models/seed.py", "gradcheckers/py.typed"} <= set(names)
+
+
+def test_twine_check_passes(dist: Path) -> None:
+    proc = _run(sys.executable, "-m", "twine", "check", "--strict", *map(str, sorted(dist.iterdir())), cwd=dist)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# A user's project with a models/ package of its own, as an ML project often has: importing gradcheckers (the
+# command line, the plugin, the library) must not pick it up, and the project's own import must still work.
+USER_MODELS = "def grad_W1(*args):\n    raise AssertionError('the user project models package was imported')\n"
+USER_TEST = """
+import models.two_layer
+from gradcheckers import check_formulas
+from gradcheckers.models import two_layer
+
+
+def test_check_formulas_with_a_models_package_of_our_own():
+    assert models.two_layer.MINE
+    result = check_formulas({"W1": two_layer.grad_W1}, max_examples=5)
+    assert result.parameters["W1"].passed
+"""
+
+
+@pytest.fixture
+def user_project(tmp_path: Path) -> Path:
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "__init__.py").write_text("")
+    (tmp_path / "models" / "two_layer.py").write_text("MINE = True\n" + USER_MODELS)
+    (tmp_path / "models" / "seed.py").write_text(USER_MODELS)
+    (tmp_path / "test_mine.py").write_text(USER_TEST)
+    return tmp_path
+
+
+def test_a_user_projects_own_models_package_does_not_collide(user_project: Path) -> None:
+    check = _run(sys.executable, "-m", "gradcheckers", "check", "seed", "--examples", "5", "--quiet",
+                 cwd=user_project, timeout=180)
+    assert (check.returncode, check.stdout.strip()) == (1, "seed: FAIL (1/4)"), check.stderr
+    plugin = _run(sys.executable, "-m", "pytest", "-p", "gradcheckers", "--gradcheckers-submission=seed",
+                  "--gradcheckers-examples=5", "-p", "no:cacheprovider", "-q", cwd=user_project, timeout=180)
+    assert "3 failed, 1 passed" in plugin.stdout, plugin.stdout[-3000:]
+    mine = _run(sys.executable, "-m", "pytest", "test_mine.py", "-p", "no:cacheprovider", "-q", cwd=user_project,
+                timeout=180)
+    assert mine.returncode == 0, mine.stdout[-3000:]
