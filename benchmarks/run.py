@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> None:
     chosen = options.only or list(BENCHMARKS)
     started = time.perf_counter()
     before = machine()
+    from benchmarks.summary import oversubscribed
+
+    busy = oversubscribed()
     figures: dict[str, object] = {}
     print(f"# gradcheckers benchmarks{' (quick)' if options.quick else ''}\n")
     print(f"Machine: {before}.")
@@ -58,10 +61,11 @@ def main(argv: list[str] | None = None) -> None:
 
         figures["gate"] = end_to_end.run(quick=options.quick, course_too=not options.targets)
     after = machine()
+    busy = busy or oversubscribed()
     from benchmarks import summary
 
     heading("Summary: the performance targets (issue 14)")
-    text = summary.render(summary.rows(figures), before, after, options.quick)
+    text = summary.render(summary.rows(figures), before, after, options.quick, busy)
     print(text)
     if options.readme:
         summary.write_readme(text)
