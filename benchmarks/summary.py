@@ -4,6 +4,7 @@ verdict, and the README's performance section regenerated from it (``python -m b
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass
 
@@ -83,11 +84,26 @@ def rows(figures: dict[str, object]) -> list[Row]:
     return out
 
 
-def render(table_rows: list[Row], machine_before: str, machine_after: str, quick: bool) -> str:
-    body = table(["what", "measured", "target", "verdict"], [r.cells() for r in table_rows], "lrrl")
+def oversubscribed() -> bool:
+    """Whether more processes wanted a core than there were cores (1-minute load average above the CPUs)."""
+    return hasattr(os, "getloadavg") and os.getloadavg()[0] > (os.cpu_count() or 1)
+
+
+def render(table_rows: list[Row], machine_before: str, machine_after: str, quick: bool, busy: bool = False) -> str:
+    """The summary; ``busy`` (the machine was oversubscribed during the run) marks every verdict with * and
+    says why: with two intra-op threads each waiting for the other at every barrier, a loaded machine slows
+    the many-small-calls methods (one fwd+bwd, the loops, gradcheck) far more than the batched ones, so the
+    ratios then measure contention, not the code."""
+    cells = [r.cells() for r in table_rows]
+    if busy:
+        cells = [[*c[:3], c[3] + " *" if c[3] != "not measured" else c[3]] for c in cells]
+    body = table(["what", "measured", "target", "verdict"], cells, "lrrl")
+    note = ("\n\\* The load average exceeded the number of CPUs during this run: the figures measure contention "
+            "between processes (small calls with two intra-op threads suffer most), not the code; they are not "
+            "evidence for or against a target. Rerun on a quiet machine.\n" if busy else "")
     return (f"Measured by `python -m benchmarks.run{' --quick' if quick else ''}`: medians of interleaved repeats, "
             f"ratios between figures of the same run.\n\nMachine at the start: {machine_before}.\n"
-            f"Machine at the end: {machine_after}.\n\n{body}\n")
+            f"Machine at the end: {machine_after}.\n\n{body}\n{note}")
 
 
 def write_readme(text: str) -> None:

@@ -134,6 +134,20 @@ def test_a_hang_costs_one_timeout_per_parameter(tmp_path: Path) -> None:
     assert run.seconds < 4 * timeout * hanging + 15, f"{run.seconds:.1f} s"
 
 
+def test_check_leaves_no_fork_server_folder_behind(tmp_path: Path) -> None:
+    """The command line leaves by os._exit (no interpreter teardown): the fork server's folder is still removed,
+    and the server exits by itself when its socket closes."""
+    env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "gradcheckers", "check", str(SUBMISSIONS / "correct.py"), *FAST,
+                           "--quiet"], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={**env, "TMPDIR": str(scratch)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip().endswith("PASS (4/4)")
+    assert list(scratch.iterdir()) == []
+
+
 def test_an_output_flood_is_truncated_and_the_verdict_stands(tmp_path: Path) -> None:
     # About 1 MB printed while loading and 1 MB in every call of grad_W1; the functions are right.
     run = gradcheckers("check", str(SUBMISSIONS / "gate_print_flood.py"), *FAST, tmp_path=tmp_path)
