@@ -458,6 +458,8 @@ def diagnose(
     # also "right for one output", but "divided by batch * n_output" says more). A missing 1/N is a factor N, not
     # a missing sum: it is caught here, before the sizes below are tried.
     if verdict.reason == "mismatch":
+        if _tiny_relative(parameter, formula, case, assignment, cache):
+            return TINY_RELATIVE
         factor = _constant_factor(parameter, formula, case, assignment, cache)
         if factor is not None:
             return factor
@@ -479,6 +481,31 @@ def diagnose(
             if evaluate_case(parameter, formula, smaller, assignment, cache, tolerance).status == "pass":
                 return label
     return None
+
+
+TINY_RELATIVE = ("every element is off by a tiny relative amount: the loss differentiated must be the loss the "
+                 "formula differentiates (a safety epsilon such as log(p + 1e-8) changes the loss, not the formula)")
+
+
+def _tiny_relative(
+    parameter: str, formula: Formula, case: Case, assignment: Assignment, cache: _ReferenceCache
+) -> bool:
+    """Whether a float64 mismatch is between 1e-10 and 1e-4 relative on every sizeable element: too large for
+    rounding in float64, too small for a mistake in a formula; the signature of a slightly different function."""
+    if case.dtype != "float64":
+        return False
+    args, refs = cache.get(case)
+    try:
+        value = formula(*[args[n] for n in assignment.arguments], **assignment.hyperparameter_values(case))
+        got = torch.as_tensor(value).detach().cpu().double().reshape(-1)
+    except Exception:
+        return False
+    ref = refs.autograd[parameter].reshape(-1)
+    if got.shape != ref.shape or not bool(ref.abs().max() > 0):
+        return False
+    mask = ref.abs() > 1e-3 * ref.abs().max()
+    rel = ((got - ref).abs() / ref.abs())[mask]
+    return bool((rel < 1e-4).all()) and float(rel.max()) > 1e-10
 
 
 def _ratio(

@@ -58,3 +58,12 @@ def test_a_real_factor_on_one_element_is_still_named_when_a_larger_case_confirms
 
     diagnosis, _ = _diagnosis("logistic-regression", "b", grad_b)
     assert diagnosis is not None and "the sign is flipped" in diagnosis
+
+
+def test_a_tiny_uniform_relative_mismatch_says_the_loss_must_be_the_one_the_formula_differentiates() -> None:
+    def grad_b(*args: Tensor) -> Tensor:
+        # The gradient of a loss with log(p + eps): off by a relative 1e-7, far above float64 rounding.
+        return LOGISTIC.reference(*args)["b"] * (1 + 1e-7) + 1e-9
+
+    diagnosis, _ = _diagnosis("logistic-regression", "b", grad_b)
+    assert diagnosis is not None and "the loss differentiated must be the loss the formula differentiates" in diagnosis
