@@ -94,7 +94,8 @@ def test_the_gradebook_command_shows_and_exports_without_grading(tmp_path: Path)
     shown = run("show", str(tmp_path / "g.sqlite"))
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
-    assert lines[0].startswith("ann ") and "3/4" in lines[0] and lines[0].endswith("failed: b1 (mismatch)  [2 attempts]")
+    assert lines[0].startswith("ann ") and "3/4" in lines[0]
+    assert lines[0].endswith("failed: b1 (mismatch)  [2 attempts]")
     assert lines[1] == "skipped _tpl.py: name starts with '_'"
     exported = run("export", str(tmp_path / "g.sqlite"), "--csv", str(tmp_path / "out.csv"), "--weights", "W1=1,b1=1")
     assert exported.returncode == 0, exported.stderr
