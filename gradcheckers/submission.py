@@ -252,7 +252,7 @@ def __gradcheckers_run_cells__(cells, budget, filename, namespace):
             except CellCutOff:
                 print(f"[gradcheckers] notebook cell {number} ran longer than {budget:g} s and was cut off; "
                       "the cells after it still ran", file=sys.stderr)
-            except Exception as error:
+            except (Exception, SystemExit) as error:  # Jupyter's kernel survives a cell's sys.exit() too
                 message = str(error)[:300]
                 print(f"[gradcheckers] notebook cell {number} raised {type(error).__name__}: {message}; "
                       "the cells after it still ran", file=sys.stderr)

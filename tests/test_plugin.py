@@ -225,7 +225,7 @@ def test_a_notebook_submission_is_checked_too(pytester: pytest.Pytester) -> None
             new_markdown_cell("# Homework: a two-layer network"),
             new_code_cell("%matplotlib inline\nimport torch"),
             new_code_cell(CORRECT.read_text()),
-            new_code_cell("raise SystemExit('the training cell: not run when the gradients are checked')"),
+            new_code_cell("raise SystemExit('the training cell: passed over, as Jupyter would')"),
         ]
     )
     nbformat.write(notebook, pytester.path / "hw.ipynb")
@@ -504,7 +504,7 @@ def test_json_and_markdown_reports(pytester: pytest.Pytester, homework: Path) ->
     assert b1["message"].startswith("grad_b1 returned shape (1, 1); b1 has shape (1,).")
     assert b1["counterexample"] == {
         "batch": 1, "n_feature": 1, "n_hidden": 1, "n_output": 1,
-        "dtype": "float64", "device": "cpu", "seed": 0, "scale": 1.0,
+        "dtype": "float64", "device": "cpu", "seed": 0, "scale": 1.0, "regime": "normal",
     }  # fmt: skip
     markdown = (pytester.path / "out" / "summary.md").read_text().splitlines()
     assert markdown[0] == "## ❌ gradcheckers: `hw.py`"
