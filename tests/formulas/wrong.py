@@ -194,7 +194,7 @@ MISTAKES: tuple[Mistake, ...] = (
         {"b1": b1_without_batch_sum},
         "shape",
         (1, 1, 1, 1),  # (1, n_hidden) against (n_hidden,) already at batch 1
-        message="sum over it",
+        message="sum the per-sample terms over the batch axis",
     ),
     Mistake(
         "b2-missing-batch-sum",
@@ -202,7 +202,7 @@ MISTAKES: tuple[Mistake, ...] = (
         {"b2": b2_without_batch_sum},
         "shape",
         (1, 1, 1, 1),
-        message="sum over it",
+        message="sum the per-sample terms over the batch axis",
     ),
     Mistake(
         "seed-W1-precedence",
