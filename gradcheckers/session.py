@@ -124,7 +124,7 @@ class SubmissionSession:
         settings: CheckSettings | None = None,
         limits: Limits | None = None,
         *,
-        run_all_cells: bool = True,
+        run_all_cells: bool = False,
     ) -> None:
         self.spec = spec
         self.settings = settings or CheckSettings()
@@ -243,7 +243,7 @@ def check_submission(
     settings: CheckSettings | None = None,
     limits: Limits | None = None,
     *,
-    run_all_cells: bool = True,
+    run_all_cells: bool = False,
     on_result: Callable[[ParameterResult], None] | None = None,
     parameters: Sequence[str] | None = None,
 ) -> SubmissionReport:

@@ -379,7 +379,7 @@ STUDENT_NOTEBOOK_CELLS = [
 def test_a_students_notebook_runs_as_run_all_would(tmp_path: Path) -> None:
     path = tmp_path / "student.ipynb"
     nbformat.write(new_notebook(cells=[new_code_cell(c) for c in STUDENT_NOTEBOOK_CELLS]), str(path))
-    run = gradcheckers("check", str(path), *FAST, tmp_path=tmp_path)
+    run = gradcheckers("check", str(path), *FAST, "--run-all-cells", tmp_path=tmp_path)
     assert (run.returncode, reasons(run.report)) == (0, only()), run.stdout
     assert "[gradcheckers] notebook cell 5 ran longer than 5 s and was cut off" in run.report["output"]
     assert "notebook cell 5 ran longer" in run.stdout  # the terminal report shows the output excerpt
