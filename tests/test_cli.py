@@ -281,7 +281,10 @@ def test_the_same_submission_and_seed_give_the_same_report(tmp_path: Path) -> No
         (tmp_path / attempt).mkdir()
         run = gradcheckers("check", "seed", "--seed", "7", *FAST, tmp_path=tmp_path / attempt)
         assert run.returncode == 1
-        reports.append({k: v for k, v in run.report.items() if k not in ("timings", "output")})
+        # Everything but the times: the timings, when it started, and each parameter's seconds.
+        data = {k: v for k, v in run.report.items() if k not in ("timings", "output", "started")}
+        data["parameters"] = {p: {k: v for k, v in r.items() if k != "seconds"} for p, r in data["parameters"].items()}
+        reports.append(data)
     assert reports[0] == reports[1]
     assert any(r["counterexample"] for r in reports[0]["parameters"].values())
 
