@@ -65,11 +65,9 @@ def _add_check_options(parser: argparse.ArgumentParser) -> None:
     limits.add_argument("--isolation", choices=ISOLATION_LEVELS, default="best",
                         help="best: every confinement layer this machine offers (the default); strict: refuse "
                              "to grade when one is unavailable")
-    cells = limits.add_mutually_exclusive_group()
-    cells.add_argument("--definitions-only", action="store_true",
-                       help="from a notebook run only imports, definitions and constants (default: every cell, "
-                       "each cut off after 5 s)")
-    cells.add_argument("--run-all-cells", action="store_true", help="every notebook cell runs (the default)")
+    limits.add_argument("--run-all-cells", action="store_true",
+                        help="run every notebook cell, each cut off after 5 s (default: only imports, definitions "
+                        "and constants)")
     reports = parser.add_argument_group("reports")
     reports.add_argument("--weights", type=weights, default=None, help="score weights, e.g. W1=2,b1=1,W2=2,b2=1")
 
@@ -203,7 +201,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return gradebook_command(args)
     parser = args.usage_parser
-    args.run_all_cells = not args.definitions_only  # every cell, each within its budget, unless told otherwise
     _private_hypothesis_home()
     if (args.rtol is None) != (args.atol is None):
         parser.error("--rtol and --atol go together: give both or neither")

@@ -448,10 +448,17 @@ class SubmissionItem(pytest.Item):
         if not result["passed"]:
             raise GradientCheckFailed(format_failure(self.parameter, result, state.reproduce(self.parameter)))
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, GradientCheckFailed):
-            return str(excinfo.value)
-        return str(super().repr_failure(excinfo, style))
+            # The message alone, no traceback ("value" style, as pytest.fail(pytrace=False) gets). Not a plain
+            # string: before pytest 9 the short summary takes its text from the repr's crash entry, which a
+            # string lacks, and pytest-xdist sends a repr with one along with the report.
+            representation = excinfo.getrepr(style="value")
+            crash = getattr(representation, "reprcrash", None)
+            if crash is not None:
+                crash.message = str(excinfo.value)
+            return representation
+        return super().repr_failure(excinfo, style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         # The domain is the item's name: pytest -v turns dots in it into "::" (hw.py would read hw::py).

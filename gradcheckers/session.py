@@ -131,7 +131,7 @@ class SubmissionSession:
         settings: CheckSettings | None = None,
         limits: Limits | None = None,
         *,
-        run_all_cells: bool = True,
+        run_all_cells: bool = False,
         sibling_imports: bool = False,
         cache: _ReferenceCache | None = None,
     ) -> None:
@@ -270,7 +270,7 @@ def check_submission(
     settings: CheckSettings | None = None,
     limits: Limits | None = None,
     *,
-    run_all_cells: bool = True,
+    run_all_cells: bool = False,
     on_result: Callable[[ParameterResult], None] | None = None,
     parameters: Sequence[str] | None = None,
     cache: _ReferenceCache | None = None,

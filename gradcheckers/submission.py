@@ -1,12 +1,13 @@
 """Turning a submission's path into the Python source a worker will run. Nothing here executes the submission.
 
-A ``.py`` file runs as it is. A notebook runs as a student expects "Run All" to run it: every code cell in
-order, but each within a time budget (:data:`CELL_SECONDS`): a cell that runs longer (a training loop) is cut
-off, a cell that raises is skipped past, and both are named on the submission's stderr, which the reports show;
-the cells after them still run. ``%%time``/``%%capture`` cells run their body, ``%time stmt`` runs ``stmt``; other
-IPython-only syntax (magics, ``!shell`` lines, ``?`` help) is dropped, and every line keeps a way back to its cell
-and line in the notebook, for messages. ``run_all_cells=False`` keeps only *definitions* (imports, ``def``,
-``class``, and assignments of plain constants) instead.
+A ``.py`` file runs as it is. From a notebook, by default, only *definitions* are kept (imports, ``def``,
+``class``, and assignments of plain constants), so that a training loop, which often calls autograd (refused in
+the worker), never runs. ``run_all_cells=True`` runs it as "Run All" would: every code cell in order, each
+within a time budget (:data:`CELL_SECONDS`): a cell that runs longer is cut off, a cell that raises is passed
+over, and both are named on the submission's stderr, which the reports show; the cells after them still run.
+Either way ``%%time``/``%%capture`` cells keep their body, ``%time stmt`` keeps ``stmt``, other IPython-only
+syntax (magics, ``!shell`` lines, ``?`` help) is dropped, and every line keeps a way back to its cell and line
+in the notebook, for messages.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ def resolve_submission(spec: str) -> Path:
 def load_source(
     path: str | os.PathLike[str],
     *,
-    run_all_cells: bool = True,
+    run_all_cells: bool = False,
     root: str | os.PathLike[str] | None = None,
     sibling_imports: bool = False,
 ) -> SubmissionSource:
@@ -327,7 +328,7 @@ def __gradcheckers_run_cells__(cells, budget, filename, namespace):
             except CellCutOff:
                 print(f"[gradcheckers] notebook cell {number} ran longer than {budget:g} s and was cut off; "
                       "the cells after it still ran", file=sys.stderr)
-            except Exception as error:
+            except (Exception, SystemExit) as error:  # Jupyter's kernel survives a cell's sys.exit() too
                 message = str(error)[:300]
                 print(f"[gradcheckers] notebook cell {number} raised {type(error).__name__}: {message}; "
                       "the cells after it still ran", file=sys.stderr)

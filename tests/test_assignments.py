@@ -315,7 +315,7 @@ def test_the_plugin_runs_the_logistic_assignment(pytester: pytest.Pytester) -> N
         "--gradcheckers-devices=cpu",  # the submission computes in numpy: CPU only
     )
     result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines(["*w: passed (* examples)*", "*b: passed (* examples)*"])
+    result.stdout.fnmatch_lines(["*w: passed (* cases)*", "*b: passed (* cases)*"])
 
 
 def test_the_plugin_fails_a_wrong_logistic_submission(pytester: pytest.Pytester) -> None:

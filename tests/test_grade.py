@@ -128,4 +128,7 @@ def test_grade_a_course(tmp_path: Path) -> None:
     args = _parser().parse_args(["grade", str(course), *OPTIONS])
     for student, name in (("alice", "alice.py"), ("bob", "bob.py"), ("carol", "carol/work.py")):
         alone = check_submission(str(course / name), _settings(args), _limits(args)).to_json()
-        assert alone["parameters"] == reports[student]["parameters"], student
+        def verdicts(report: dict) -> dict:  # every field but the time each parameter took
+            return {p: {k: v for k, v in r.items() if k != "seconds"} for p, r in report["parameters"].items()}
+
+        assert verdicts(alone) == verdicts(reports[student]), student

@@ -78,3 +78,29 @@ def test_a_user_projects_own_models_package_does_not_collide(user_project: Path)
     mine = _run(sys.executable, "-m", "pytest", "test_mine.py", "-p", "no:cacheprovider", "-q", cwd=user_project,
                 timeout=180)
     assert mine.returncode == 0, mine.stdout[-3000:]
+
+
+def _pyproject() -> dict:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_the_lowest_versions_ci_tests_are_the_declared_floors() -> None:
+    project = _pyproject()["project"]
+    declared = [*project["dependencies"], *project["optional-dependencies"]["test"]]
+    floors = {spec.split(">=")[0].strip(): spec.split(">=")[1].strip() for spec in declared if ">=" in spec}
+    pinned = {}
+    for line in (ROOT / ".ci" / "lowest.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pinned[name.strip()] = version.strip()
+    for name, version in pinned.items():
+        assert floors.get(name) is not None and version.startswith(floors[name]), (name, version, floors.get(name))
+    assert floors["torch"] == "2.13"  # the only torch CI can install (see the README)
+
+
+def test_a_plain_pytest_run_leaves_the_statistical_tests_out() -> None:
+    # The README's test command must be green in minutes: the `slow` tests (about 20 minutes) run in .ci/run.
+    addopts = _pyproject()["tool"]["pytest"]["ini_options"]["addopts"]
+    assert "-m 'not slow'" in addopts
+    assert "python -m pytest -n 2 -m slow" in (ROOT / ".ci" / "run").read_text()

@@ -504,7 +504,7 @@ def test_json_and_markdown_reports(pytester: pytest.Pytester, homework: Path) ->
     assert b1["message"].startswith("grad_b1 returned shape (1, 1); b1 has shape (1,).")
     assert b1["counterexample"] == {
         "batch": 1, "n_feature": 1, "n_hidden": 1, "n_output": 1,
-        "dtype": "float64", "device": "cpu", "seed": 0, "scale": 1.0,
+        "dtype": "float64", "device": "cpu", "seed": 0, "scale": 1.0, "regime": "normal",
     }  # fmt: skip
     markdown = (pytester.path / "out" / "summary.md").read_text().splitlines()
     assert markdown[0] == "## ❌ gradcheckers: `hw.py`"

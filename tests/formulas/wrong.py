@@ -40,6 +40,8 @@ class Mistake:
     seed: int = 0  # the shrunk counterexample's seed and scale: the smallest that still show the mistake
     scale: float = 1.0
     message: str = ""  # a phrase the failure message must contain
+    regime: str = "normal"  # the shrunk counterexample's data regime (gradcheckers.assignment.DATA_REGIMES)
+    scale_float32: float | None = None  # the scale in float32, where it differs (exp overflows sooner)
     failing: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -194,7 +196,7 @@ MISTAKES: tuple[Mistake, ...] = (
         {"b1": b1_without_batch_sum},
         "shape",
         (1, 1, 1, 1),  # (1, n_hidden) against (n_hidden,) already at batch 1
-        message="sum over it",
+        message="sum the per-sample terms over the batch axis",
     ),
     Mistake(
         "b2-missing-batch-sum",
@@ -202,7 +204,7 @@ MISTAKES: tuple[Mistake, ...] = (
         {"b2": b2_without_batch_sum},
         "shape",
         (1, 1, 1, 1),
-        message="sum over it",
+        message="sum the per-sample terms over the batch axis",
     ),
     Mistake(
         "seed-W1-precedence",
@@ -307,12 +309,15 @@ MISTAKES: tuple[Mistake, ...] = (
         "sigma'(H) as exp(H) / (1 + exp(H))^2 overflows to inf / inf = nan for large H",
         {name: _exp_sigma_prime(name) for name in ("W1", "b1")},
         "non-finite",
-        # Generator seed 0 draws a negative pre-activation at every scale, so exp(H) never overflows; seed 1
-        # at scale 100 (H ~ 1e4) overflows in float32 (beyond 88.7) and in float64 (beyond 709.8) alike.
+        # Generator seed 0 draws a negative pre-activation at every scale with its data as drawn; with the data
+        # made negative (regime "negative") the pre-activation turns positive, and at scale 100 (H ~ 1e4)
+        # exp(H) overflows in float32 (beyond 88.7) and in float64 (beyond 709.8) alike.
         (1, 1, 1, 1),
         stress=True,
-        seed=1,
+        seed=0,
         scale=100.0,
+        scale_float32=10.0,  # H ~ 1e2 already overflows exp in float32
+        regime="negative",
         message="non-finite",
     ),
     Mistake(
