@@ -248,8 +248,7 @@ def drop_privileges(pid: int, workdir: str, *, keep_search: bool = False) -> str
     if ids is None:
         return f"unchanged: the grader is not root (uid {os.geteuid()})"
     uid, gid = ids
-    os.chown(workdir, uid, gid)
-    os.chmod(workdir, 0o700)
+    _hand_over(workdir, uid, gid)
     os.setgroups([])
     os.setresgid(gid, gid, gid)
     if keep_search:
@@ -258,6 +257,28 @@ def drop_privileges(pid: int, workdir: str, *, keep_search: bool = False) -> str
     _set_capabilities(1 << _CAP_DAC_READ_SEARCH if keep_search else 0)
     _libc.prctl(_PR_SET_PDEATHSIG, 9)  # SIGKILL, as before the change of ids
     return f"uid {uid}, gid {gid}, no supplementary groups"
+
+
+# Entries of a worker's directory handed to a new worker's user after a restart (a worker replaced after a crash
+# or timeout has a new pid, hence a new uid). A submission that made more files than this before crashing
+# finds the rest read-only: the bound keeps a restart from costing time in proportion to what it wrote.
+_HAND_OVER_LIMIT = 10_000
+
+
+def _hand_over(workdir: str, uid: int, gid: int) -> None:
+    """Make ``workdir`` and what a previous worker left in it belong to ``uid``/``gid`` (links not followed)."""
+    os.chown(workdir, uid, gid)
+    os.chmod(workdir, 0o700)
+    count = 0
+    for parent, directories, files in os.walk(workdir):
+        for name in directories + files:
+            count += 1
+            if count > _HAND_OVER_LIMIT:
+                return
+            try:
+                os.chown(os.path.join(parent, name), uid, gid, follow_symlinks=False)
+            except OSError:
+                pass
 
 
 def set_no_new_privs() -> str:

@@ -81,6 +81,21 @@ def test_a_submission_runs_as_nobody_with_no_new_privileges(attack: Attack) -> N
     assert worker.isolation["user"].startswith("uid ")
 
 
+def test_a_restarted_worker_owns_what_its_predecessor_wrote(tmp_path: Path) -> None:
+    # A restart after a crash has a new pid, hence (as root) a new uid; the directory is handed over to it.
+    path = tmp_path / "stateful.py"
+    path.write_text(
+        "import os\n\ndef write(X):\n    with open('state.txt', 'w') as f:\n        f.write('x')\n    return X\n\n"
+        "def crash(X):\n    os._exit(1)\n"
+    )
+    X = network()[0]
+    with Worker(load_source(path), FAST) as worker:
+        worker.call("write", [X])
+        with pytest.raises(SubmissionFailure):
+            worker.call("crash", [X])
+        np.testing.assert_array_equal(worker.call("write", [X]), X)
+
+
 def test_two_workers_cannot_signal_each_other(attack: Attack) -> None:
     victim = attack("hostile_identity.py")
     assert victim.pid is not None
