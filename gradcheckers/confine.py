@@ -133,9 +133,12 @@ def missing_layers() -> list[str]:
 # `gradcheckers/models`, an editable install's path hooks), and, in numpy mode, torch and what ships with it.
 _HIDDEN = ("gradcheckers", "models", "__editable__")
 _TORCH = ("torch", "functorch", "torchgen", "nvidia", "triton")
-# System locations the dynamic loader and Python's own extension modules read from; never home directories.
-_SYSTEM_READ = ("/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/local/lib", "/etc/ld.so.cache",
-                "/usr/share/zoneinfo", "/etc/localtime", "/sys/devices/system/cpu", "/dev/urandom", "/dev/random")
+# System libraries the dynamic loader and Python's extension modules read from. Entry by entry, without the
+# python* ones: a system-wide pip install puts packages (this one, its answer key) under
+# /usr/local/lib/python3.X, which _library_directories covers with the same filter as any site-packages.
+_SYSTEM_TREES = ("/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/local/lib")
+_SYSTEM_READ = ("/etc/ld.so.cache", "/usr/share/zoneinfo", "/etc/localtime", "/sys/devices/system/cpu",
+                "/dev/urandom", "/dev/random")
 _SYSTEM_WRITE = ("/dev/null",)
 
 
@@ -155,6 +158,13 @@ class RuntimeView:
         hidden = _HIDDEN + (() if torch else _TORCH)
         wanted: list[tuple[str, int]] = [(p, _READ) for p in _SYSTEM_READ]
         wanted += [(p, _READ | _FS_WRITE_FILE) for p in _SYSTEM_WRITE]
+        for tree in dict.fromkeys(os.path.realpath(t) for t in _SYSTEM_TREES):
+            try:
+                entries = sorted(os.listdir(tree))
+            except OSError:
+                continue
+            wanted.append((tree, _FS_READ_DIR))
+            wanted += [(os.path.join(tree, e), _READ) for e in entries if not e.startswith("python")]
         for directory in _library_directories(path):
             wanted.append((directory, _FS_READ_DIR))  # names only, so imports can list it; contents per entry
             try:

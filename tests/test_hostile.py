@@ -291,9 +291,12 @@ def test_a_grader_killed_mid_check_leaves_a_zero(tmp_path: Path) -> None:
         [sys.executable, "-m", "gradcheckers", "check", str(SUBMISSIONS / "hang_at_import.py"), "--json",
          str(report), "--gradescope", str(results)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
+    # The placeholders are written one after the other before the submission runs; wait for the last one
+    # (the submission hangs for a minute at import, so the kill lands mid-check).
     deadline = time.monotonic() + 120
-    while not report.exists() and time.monotonic() < deadline:
+    while time.monotonic() < deadline and not (report.exists() and "not graded" in results.read_text()):
         time.sleep(0.05)
+    assert process.poll() is None
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert json.loads(results.read_text())["score"] == 0.0
