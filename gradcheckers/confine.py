@@ -1,7 +1,7 @@
 """Confinement layers a freshly forked worker applies to itself before it runs a line of a submission.
 
 Each layer is one small function that applies what this kernel and this process allow and returns a short
-description of what it managed ("uid 2000012345", "landlock abi 7", "unavailable: …"); the worker sends the
+description of what it managed ("own uid and gid", "landlock abi 7", "unavailable: …"); the worker sends the
 record to the parent before it reads the submission, so the record is written by our code alone. Order
 matters and is fixed by :func:`apply_all`: the Landlock ruleset is built while we can still open every path,
 privileges are dropped, ``PR_SET_NO_NEW_PRIVS`` is set (Landlock and seccomp need it when unprivileged), then
@@ -45,6 +45,7 @@ LAYERS = ("user", "no_new_privs", "filesystem", "network", "signals", "processes
 # distribution assigns (system users < 1000, regular ones < 60000, systemd's dynamic ones < 65520), so no
 # file on the machine belongs to a worker, and two live workers never share an id (their pids differ).
 ID_BASE = 2_000_000_000
+OWN_IDS = "own uid and gid"
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NO_NEW_PRIVS = 38
@@ -266,7 +267,8 @@ def drop_privileges(pid: int, workdir: str, *, keep_search: bool = False) -> str
     os.setresuid(uid, uid, uid)
     _set_capabilities(1 << _CAP_DAC_READ_SEARCH if keep_search else 0)
     _libc.prctl(_PR_SET_PDEATHSIG, 9)  # SIGKILL, as before the change of ids
-    return f"uid {uid}, gid {gid}, no supplementary groups"
+    # The same words for every worker (the ids differ per pid): a report must not depend on which pid it got.
+    return f"{OWN_IDS}: {ID_BASE:,} + the worker's pid, no supplementary groups"
 
 
 # Entries of a worker's directory handed to a new worker's user after a restart (a worker replaced after a crash
@@ -425,7 +427,7 @@ def apply_all(view: RuntimeView, workdir: str, *, pid: int, extra_write: Sequenc
     record["no_new_privs"] = set_no_new_privs()
     record.update(landlock(view, workdir, extra_write))
     view.close()
-    if keep_search and record["user"].startswith("uid "):
+    if keep_search and record["user"].startswith(OWN_IDS):
         if record["filesystem"].startswith("landlock"):
             record["user"] += f"; keeps CAP_DAC_READ_SEARCH to reach {view.hidden_runtime} (Landlock limits it)"
         else:
@@ -433,7 +435,7 @@ def apply_all(view: RuntimeView, workdir: str, *, pid: int, extra_write: Sequenc
     record["processes"] = seccomp(pid)
     if not record["network"].startswith("landlock") and record["processes"].startswith("seccomp"):
         record["network"] = "seccomp: no sockets"
-    if not record["signals"].startswith("landlock") and record["user"].startswith("uid "):
+    if not record["signals"].startswith("landlock") and record["user"].startswith(OWN_IDS):
         # An unprivileged user cannot signal another user's processes; seccomp refuses signals to other pids.
         record["signals"] = "own uid: no signal reaches another user's process (no Landlock scoping)"
     return record

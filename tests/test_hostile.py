@@ -78,7 +78,7 @@ def test_a_submission_runs_as_nobody_with_no_new_privileges(attack: Attack) -> N
     assert uid != 0 and euid != 0 and gid != 0
     assert groups == 0
     assert no_new_privs == 1
-    assert worker.isolation["user"].startswith("uid ")
+    assert worker.isolation["user"].startswith("own uid and gid: 2,000,000,000 + the worker's pid")
 
 
 def test_a_restarted_worker_owns_what_its_predecessor_wrote(tmp_path: Path) -> None:
