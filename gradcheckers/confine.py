@@ -1,7 +1,7 @@
 """Confinement layers a freshly forked worker applies to itself before it runs a line of a submission.
 
 Each layer is one small function that applies what this kernel and this process allow and returns a short
-description of what it managed ("uid 2000012345", "landlock abi 7", "unavailable: …"); the worker sends the
+description of what it managed ("own uid and gid", "landlock abi 7", "unavailable: …"); the worker sends the
 record to the parent before it reads the submission, so the record is written by our code alone. Order
 matters and is fixed by :func:`apply_all`: the Landlock ruleset is built while we can still open every path,
 privileges are dropped, ``PR_SET_NO_NEW_PRIVS`` is set (Landlock and seccomp need it when unprivileged), then
@@ -45,6 +45,7 @@ LAYERS = ("user", "no_new_privs", "filesystem", "network", "signals", "processes
 # distribution assigns (system users < 1000, regular ones < 60000, systemd's dynamic ones < 65520), so no
 # file on the machine belongs to a worker, and two live workers never share an id (their pids differ).
 ID_BASE = 2_000_000_000
+OWN_IDS = "own uid and gid"
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NO_NEW_PRIVS = 38
@@ -133,9 +134,12 @@ def missing_layers() -> list[str]:
 # `gradcheckers/models`, an editable install's path hooks), and, in numpy mode, torch and what ships with it.
 _HIDDEN = ("gradcheckers", "models", "__editable__")
 _TORCH = ("torch", "functorch", "torchgen", "nvidia", "triton")
-# System locations the dynamic loader and Python's own extension modules read from; never home directories.
-_SYSTEM_READ = ("/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/local/lib", "/etc/ld.so.cache",
-                "/usr/share/zoneinfo", "/etc/localtime", "/sys/devices/system/cpu", "/dev/urandom", "/dev/random")
+# System libraries the dynamic loader and Python's extension modules read from. Entry by entry, without the
+# python* ones: a system-wide pip install puts packages (this one, its answer key) under
+# /usr/local/lib/python3.X, which _library_directories covers with the same filter as any site-packages.
+_SYSTEM_TREES = ("/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/local/lib")
+_SYSTEM_READ = ("/etc/ld.so.cache", "/usr/share/zoneinfo", "/etc/localtime", "/sys/devices/system/cpu",
+                "/dev/urandom", "/dev/random")
 _SYSTEM_WRITE = ("/dev/null",)
 
 
@@ -155,6 +159,13 @@ class RuntimeView:
         hidden = _HIDDEN + (() if torch else _TORCH)
         wanted: list[tuple[str, int]] = [(p, _READ) for p in _SYSTEM_READ]
         wanted += [(p, _READ | _FS_WRITE_FILE) for p in _SYSTEM_WRITE]
+        for tree in dict.fromkeys(os.path.realpath(t) for t in _SYSTEM_TREES):
+            try:
+                entries = sorted(os.listdir(tree))
+            except OSError:
+                continue
+            wanted.append((tree, _FS_READ_DIR))
+            wanted += [(os.path.join(tree, e), _READ) for e in entries if not e.startswith("python")]
         for directory in _library_directories(path):
             wanted.append((directory, _FS_READ_DIR))  # names only, so imports can list it; contents per entry
             try:
@@ -248,8 +259,7 @@ def drop_privileges(pid: int, workdir: str, *, keep_search: bool = False) -> str
     if ids is None:
         return f"unchanged: the grader is not root (uid {os.geteuid()})"
     uid, gid = ids
-    os.chown(workdir, uid, gid)
-    os.chmod(workdir, 0o700)
+    _hand_over(workdir, uid, gid)
     os.setgroups([])
     os.setresgid(gid, gid, gid)
     if keep_search:
@@ -257,7 +267,30 @@ def drop_privileges(pid: int, workdir: str, *, keep_search: bool = False) -> str
     os.setresuid(uid, uid, uid)
     _set_capabilities(1 << _CAP_DAC_READ_SEARCH if keep_search else 0)
     _libc.prctl(_PR_SET_PDEATHSIG, 9)  # SIGKILL, as before the change of ids
-    return f"uid {uid}, gid {gid}, no supplementary groups"
+    # The same words for every worker (the ids differ per pid): a report must not depend on which pid it got.
+    return f"{OWN_IDS}: {ID_BASE:,} + the worker's pid, no supplementary groups"
+
+
+# Entries of a worker's directory handed to a new worker's user after a restart (a worker replaced after a crash
+# or timeout has a new pid, hence a new uid). A submission that made more files than this before crashing
+# finds the rest read-only: the bound keeps a restart from costing time in proportion to what it wrote.
+_HAND_OVER_LIMIT = 10_000
+
+
+def _hand_over(workdir: str, uid: int, gid: int) -> None:
+    """Make ``workdir`` and what a previous worker left in it belong to ``uid``/``gid`` (links not followed)."""
+    os.chown(workdir, uid, gid)
+    os.chmod(workdir, 0o700)
+    count = 0
+    for parent, directories, files in os.walk(workdir):
+        for name in directories + files:
+            count += 1
+            if count > _HAND_OVER_LIMIT:
+                return
+            try:
+                os.chown(os.path.join(parent, name), uid, gid, follow_symlinks=False)
+            except OSError:
+                pass
 
 
 def set_no_new_privs() -> str:
@@ -394,7 +427,7 @@ def apply_all(view: RuntimeView, workdir: str, *, pid: int, extra_write: Sequenc
     record["no_new_privs"] = set_no_new_privs()
     record.update(landlock(view, workdir, extra_write))
     view.close()
-    if keep_search and record["user"].startswith("uid "):
+    if keep_search and record["user"].startswith(OWN_IDS):
         if record["filesystem"].startswith("landlock"):
             record["user"] += f"; keeps CAP_DAC_READ_SEARCH to reach {view.hidden_runtime} (Landlock limits it)"
         else:
@@ -402,7 +435,7 @@ def apply_all(view: RuntimeView, workdir: str, *, pid: int, extra_write: Sequenc
     record["processes"] = seccomp(pid)
     if not record["network"].startswith("landlock") and record["processes"].startswith("seccomp"):
         record["network"] = "seccomp: no sockets"
-    if not record["signals"].startswith("landlock") and record["user"].startswith("uid "):
+    if not record["signals"].startswith("landlock") and record["user"].startswith(OWN_IDS):
         # An unprivileged user cannot signal another user's processes; seccomp refuses signals to other pids.
         record["signals"] = "own uid: no signal reaches another user's process (no Landlock scoping)"
     return record
