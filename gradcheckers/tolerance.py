@@ -9,8 +9,12 @@ with underflow = UNDERFLOW_TERMS * tiny_d, plus |reference| itself where |refere
 
 ``rounding`` is the assignment's first-order rounding-error analysis of the gradient (how far a *correct*
 formula, summing in any order, may be off, in units of the unit roundoff u). Without such an analysis
-(a generic loss) ``rounding`` is GENERIC_TERMS * max|reference| over the tensor plus what autograd itself
-is seen to be off by in dtype d. A user's ``rtol`` and ``atol`` replace the whole policy, and must come
+(a generic loss) ``rounding`` is estimated per element from the loss itself by :mod:`gradcheckers.rounding`
+(stochastic arithmetic over float32 and float64 autograd); ``generic_rounding`` (GENERIC_TERMS *
+max|reference| plus 8x the observed float32 noise, the former policy: too tight where terms cancel, too
+loose elsewhere) is kept for the benchmarks' before/after comparison. The dtype d is the one the gradient
+was computed in (``compare.judged_dtype``). Along random directions the allowance is
+``projected_allowance``. A user's ``rtol`` and ``atol`` replace the whole policy, and must come
 together (as in ``torch.testing.assert_close``).
 
 Before the analytic gradient is judged at all, the two references must agree:
