@@ -27,6 +27,7 @@ from gradcheckers.rounding import estimate_rounding
 from gradcheckers.tolerance import (
     Tolerance,
     allowed_error,
+    projected_allowance,
     references_agree,
     unit_roundoff,
 )
@@ -399,10 +400,16 @@ class _Oracle:
     autograd: Tensor
     fd: Tensor
     fd_error: Tensor
-    rounding: Tensor
+    rounding: Tensor  # for float64 (and the references' agreement)
+    low: Tensor  # for float32 and below
     unstable: Tensor
     kinked: Tensor
     project: Callable[[Tensor], Tensor] | None  # None: every element is compared
+    # Along random directions: the (k, n) directions and, per element, the reference and its rounding.
+    directions: Tensor | None = None
+    elements: Tensor | None = None
+    element_rounding: Tensor | None = None
+    element_low: Tensor | None = None
 
 
 def _oracles(loss_fn: Callable[..., Tensor], params: Mapping[str, Tensor], names: list[str], *, step: float,
@@ -415,21 +422,22 @@ def _oracles(loss_fn: Callable[..., Tensor], params: Mapping[str, Tensor], names
         fd = finite_difference_gradients(loss_fn, args64, names, step=step, autograd=ag)
         for n in names:
             out[n] = _Oracle(ag[n].cpu(), fd[n][0].cpu(), fd[n][1].cpu(), estimate.rounding[n].cpu(),
-                             estimate.unstable[n].cpu(), estimate.kinked[n].cpu(), None)
+                             estimate.low[n].cpu(), estimate.unstable[n].cpu(), estimate.kinked[n].cpu(), None)
         return out
     generator = torch.Generator().manual_seed(seed)
     dirs = {n: torch.randn(directions, *params[n].shape, generator=generator, dtype=torch.float64) for n in names}
+    # Directions leave out the elements that cannot be decided (a kink, or float32 taking another branch):
+    # one of them in every direction would make every direction undecidable.
+    dirs = {n: d * ~(estimate.kinked[n] | estimate.unstable[n]).cpu() for n, d in dirs.items()}
     dd = directional_derivatives(loss_fn, args64, names, {n: d.to(args64[n].device) for n, d in dirs.items()},
                                  step=step)
     for n in names:
         d = dirs[n].reshape(directions, -1)
         project = lambda g, d=d: d @ g.reshape(-1).double().cpu()
-        # The projection's allowance is the sum of the per-element allowances along the direction
-        # (|d| @ rounding); an element float32 cannot decide makes every direction through it undecidable.
-        through = lambda mask, d=d: (d.abs() @ mask.reshape(-1).double().cpu()) > 0
-        out[n] = _Oracle(project(ag[n]), dd[n][0].cpu(), dd[n][1].cpu(),
-                         d.abs() @ estimate.rounding[n].reshape(-1).cpu(), through(estimate.unstable[n]),
-                         through(estimate.kinked[n]), project)
+        none = torch.zeros(directions, dtype=torch.bool)
+        rounding, low = estimate.rounding[n].cpu(), estimate.low[n].cpu()
+        out[n] = _Oracle(project(ag[n]), dd[n][0].cpu(), dd[n][1].cpu(), d.abs() @ rounding.reshape(-1),
+                         d.abs() @ low.reshape(-1), none, none, project, d, ag[n].cpu(), rounding, low)
     return out
 
 
@@ -449,7 +457,13 @@ def _agreement(name: str, value: object, param: Tensor, oracle: _Oracle, toleran
     # element cannot be decided: gradcheckers.rounding.
     undecidable = oracle.kinked | (oracle.unstable if dtype != torch.float64 else oracle.kinked)
     conclusive = references_agree(oracle.autograd, oracle.fd, oracle.fd_error, oracle.rounding) & ~undecidable
-    allowed = allowed_error(oracle.autograd, oracle.rounding, dtype, tolerance)
+    high = dtype == torch.float64
+    allowed = allowed_error(oracle.autograd, oracle.rounding if high else oracle.low, dtype, tolerance)
+    element_rounding = oracle.element_rounding if high else oracle.element_low
+    if oracle.directions is not None and oracle.elements is not None and element_rounding is not None \
+            and not tolerance.overridden:
+        per_element = allowed_error(oracle.elements, element_rounding, dtype, tolerance)
+        allowed = projected_allowance(oracle.directions, oracle.elements, per_element)
     context = f"Device: {param.device}; {what}; judged in {dtype}: {why}"
     verdict = judge_with_limits(label, got, judged_shape, oracle.autograd, oracle.fd, oracle.fd_error, conclusive,
                                 allowed, dtype, context, function=None if label == name else f"the gradient of {label}",

@@ -32,7 +32,8 @@ autograd, float32 or not, returns an exact 0): their size is estimated from the 
 as the finite differences estimate the loss's rounding (:mod:`gradcheckers.references`): a gradient is a
 change of the loss per change of the parameter, so its terms are about S / |theta_i| for a loss that scales
 like a power of theta_i, S the largest |value| of any intermediate of the forward pass. The floor is
-FLOOR_TERMS times the larger of that and the tensor's largest entry.
+FLOOR_TERMS times the tensor's largest entry, and where no draw of either arm moved at all (the terms are
+invisible to the draws), times the larger of that and S / |theta_i|.
 
 **Unstable elements.** Where float32 autograd is off by more than UNSTABLE_FRACTION of that same scale (the
 larger of the tensor's largest entry and the terms' estimated size), no rounding of a smooth computation
@@ -104,9 +105,13 @@ class RoundingEstimate:
     """Per parameter: the rounding magnitude E in units of u (any dtype); where float32 is unstable (cannot be
     judged in float32 or below); where float64 itself is (a kink within NUDGE_ULPS: cannot be judged at all)."""
 
-    rounding: dict[str, Tensor]
+    rounding: dict[str, Tensor]  # for float64
+    low: dict[str, Tensor]  # for float32 and below
     unstable: dict[str, Tensor]
     kinked: dict[str, Tensor]
+
+    def for_dtype(self, dtype: torch.dtype) -> dict[str, Tensor]:
+        return self.rounding if dtype == torch.float64 else self.low
 
 
 def _nudged(value: Tensor, ulps: int, generator: torch.Generator) -> Tensor:
@@ -168,19 +173,21 @@ def estimate_rounding(
         loss_fn(**args64)
     forward = mode.scale if math.isfinite(mode.scale) else 0.0
     rounding: dict[str, Tensor] = {}
+    low: dict[str, Tensor] = {}
     unstable: dict[str, Tensor] = {}
     kinked: dict[str, Tensor] = {}
     for n in wrt:
         worst64 = torch.stack([d[n] for d in d64]).amax(0)
         worst32 = None if d32 is None else torch.stack([d[n] for d in d32]).amax(0)
-        rounding[n], unstable[n], kinked[n] = _combined(reference[n], args64[n], forward, worst32, worst64)
-    return RoundingEstimate(rounding, unstable, kinked)
+        rounding[n], low[n], unstable[n], kinked[n] = _combined(reference[n], args64[n], forward, worst32, worst64)
+    return RoundingEstimate(rounding, low, unstable, kinked)
 
 
 def _combined(
     ref: Tensor, theta: Tensor, forward: float, worst32: Tensor | None, worst64: Tensor
-) -> tuple[Tensor, Tensor, Tensor]:
-    """One parameter's (rounding, unstable, kinked) from the largest draw of each arm (see the module)."""
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One parameter's (rounding for float64, for float32 and below, unstable, kinked) from the largest draw of
+    each arm (see the module)."""
     finite = torch.isfinite(ref)
     largest = float(ref[finite].abs().max()) if bool(finite.any()) else 0.0
     size = max(1.0, float(theta.abs().max())) if theta.numel() else 1.0
@@ -195,5 +202,20 @@ def _combined(
     else:
         bad = ((~torch.isfinite(worst32) | (worst32 > UNSTABLE_FRACTION * scale)) & finite) | kinked
         e32 = torch.where(bad, 0.0, worst32) / _U32
-    estimate = MODEL_SAFETY * torch.maximum(e32, e64) + FLOOR_TERMS * terms.clamp(min=largest)
-    return torch.where(finite, estimate, 0.0), bad, kinked
+    # The terms' estimated size only where no draw moved at all (the computation showed no rounding, so its
+    # terms are invisible); elsewhere the draws measure them, and S / |theta_i| summed along a random
+    # direction of 16,000 elements would swamp one element's error.
+    silent = (e32 == 0) & (e64 == 0)
+    floor = torch.where(silent, terms.clamp(min=largest), largest)
+    estimate = MODEL_SAFETY * torch.maximum(e32, e64) + FLOOR_TERMS * floor
+    # Below float64 the float64 arm counts per ulp of its moves: the part of it that is sensitivity to the
+    # inputs grows with NUDGE_ULPS, and float32's own moves are of one ulp (the float64 reference's own
+    # rounding, which the 64-ulp moves are there to expose, is 2^-29 of a float32 ulp).
+    # Where float32 itself was exact in every draw it says nothing of a formula that rounds (normalize of one
+    # feature: autograd returns an exact 0 in float32, a formula |dy|/r - |dy|/r a few float32 ulps of it):
+    # there the float64 arm counts in full and the terms' floor applies.
+    # ("exact": moved no more than the float64 arm did, which is float64's own rounding of the reference).
+    quiet32 = e32 * _U32 <= 2 * e64 * _U64
+    low = torch.where(quiet32, MODEL_SAFETY * e64 + FLOOR_TERMS * terms.clamp(min=largest),
+                      MODEL_SAFETY * torch.maximum(e32, e64 / NUDGE_ULPS) + FLOOR_TERMS * floor)
+    return torch.where(finite, estimate, 0.0), torch.where(finite, low, 0.0), bad, kinked
