@@ -224,7 +224,7 @@ class _ReferenceCache:
 
         autograd = flat(refs.autograd)
         estimate = None if refs.rounding is not None else estimate_rounding(
-            self.assignment.loss, self.get(case)[0], names, refs.autograd)  # gradcheckers.rounding
+            self.assignment.bound(case).loss, self.get(case)[0], names, refs.autograd)  # gradcheckers.rounding
         rounding = flat(estimate.for_dtype(dtype) if estimate is not None else refs.rounding or {})
         conclusive = references_agree(autograd, flat(refs.finite_differences), flat(refs.fd_error), rounding)
         if estimate is not None:

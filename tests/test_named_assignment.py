@@ -57,7 +57,7 @@ def test_a_forgotten_regularizer_fails_on_the_smallest_case_with_the_hyperparame
     assert (sizes.N, sizes.D, sizes.M) == (1, 1, 1) and sizes.reg > 0 and sizes.power == 2
     report = failure.to_json()["counterexample"]
     assert list(report)[:5] == ["N", "D", "M", "reg", "power"] and report["power"] == 2
-    assert list(report)[5:] == ["dtype", "device", "seed", "scale"]
+    assert list(report)[5:] == ["dtype", "device", "seed", "scale", "regime"]
     json.dumps(report)
 
 
