@@ -168,6 +168,10 @@ def _limits(args: argparse.Namespace) -> Any:
     )
 
 
+# Folders to remove when the command leaves by os._exit, which runs no atexit function.
+_REMOVE_AT_EXIT: list[str] = []
+
+
 def _private_hypothesis_home() -> None:
     """Give Hypothesis a storage folder of its own, removed at exit. By default it writes ``.hypothesis/`` (a
     constants cache, even with no example database) into the current folder, which on Gradescope is the
@@ -180,6 +184,7 @@ def _private_hypothesis_home() -> None:
 
     home = tempfile.mkdtemp(prefix="gradcheckers-hypothesis-")
     atexit.register(shutil.rmtree, home, ignore_errors=True)
+    _REMOVE_AT_EXIT.append(home)  # _exit_now skips atexit
     # The environment, not set_hypothesis_home_dir: worker processes of `grade` read it too.
     os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = home
 
@@ -318,6 +323,11 @@ def _exit_now(code: int) -> None:
     must leave behind is written and flushed by now; the fork server exits by itself when its socket closes."""
     sys.stdout.flush()
     sys.stderr.flush()
+    if _REMOVE_AT_EXIT:
+        import shutil
+
+        for folder in _REMOVE_AT_EXIT:
+            shutil.rmtree(folder, ignore_errors=True)
     if "gradcheckers.sandbox" in sys.modules:
         sys.modules["gradcheckers.sandbox"].abandon_server()
     os._exit(code)

@@ -54,10 +54,13 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 def describe_case(case: Mapping[str, Any] | None) -> str:
     if not case:
         return ""
-    # Every size and hyperparameter by name (the seed's four, or an assignment's own), then dtype, device, seed.
-    parts = [f"{k}={v}" for k, v in case.items() if k != "scale"]
+    # Every size and hyperparameter by name (the seed's four, or an assignment's own), then dtype, device, seed;
+    # scale and data regime only where they are not the default, as Case.describe() writes them.
+    parts = [f"{k}={v}" for k, v in case.items() if k not in ("scale", "regime")]
     if case.get("scale", 1.0) != 1.0:
         parts.append(f"scale={case['scale']:g}")
+    if case.get("regime", "normal") != "normal":
+        parts.append(f"data={case['regime']}")
     return ", ".join(parts)
 
 
