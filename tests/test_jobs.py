@@ -23,7 +23,7 @@ def test_reused_references_give_the_verdicts_of_single_checks() -> None:
         path = SUBMISSIONS / name
         shared = run_job(Job(name, str(path), path.read_bytes()), spec)
         alone = check_submission(str(path), settings, limits).to_json()
-        timeless = lambda report: {p: {k: v for k, v in r.items() if k != "seconds"}  # noqa: E731
+        timeless = lambda report: {p: {k: v for k, v in r.items() if k != "seconds"}
                                    for p, r in report["parameters"].items()}
         assert timeless(shared) == timeless(alone), name
         assert (shared["load_error"], shared["submission"]) == (alone["load_error"], str(path)), name
