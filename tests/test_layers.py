@@ -13,12 +13,6 @@ from gradcheckers.assignment import Case, Hyperparameter
 from gradcheckers.backward import DEFAULT_SIZE, Layer, Variant, _evaluate, _layer
 from gradcheckers.tolerance import Tolerance
 
-# Today's generic tolerance judges a gradient relative to its own largest entry; the normalizations' dx is a
-# difference of terms much larger than itself, so a correct float64 dx can be off by more (2e-13 relative was
-# seen against 1.1e-13 allowed). Issue 9's rounding model (tolerance.py/compare.py) covers it.
-ROUNDING_SENSITIVE = {"batchnorm", "layernorm"}
-ISSUE_9 = pytest.mark.xfail(reason="issue 9: float64 rounding of the normalizations' dx exceeds today's generic "
-                                   "tolerance", strict=False)
 # Few examples keep the suite fast: every wrong variant here fails within its first examples.
 EXAMPLES = {"conv": 6, "maxpool": 10}
 DEFAULT_EXAMPLES = 15
@@ -34,8 +28,7 @@ def _variants(kind: str) -> list[object]:
         found = {"reference": Variant(layer.backward)} if kind == "correct" else {}
         found.update(layer.correct if kind == "correct" else layer.wrong)
         for label, variant in found.items():
-            marks = [ISSUE_9] if kind == "correct" and layer.name in ROUNDING_SENSITIVE else []
-            params.append(pytest.param(layer, variant, id=f"{layer.name}-{label}", marks=marks))
+            params.append(pytest.param(layer, variant, id=f"{layer.name}-{label}"))
     return params
 
 
@@ -59,8 +52,7 @@ def test_a_wrong_variant_fails_at_its_input_on_a_locally_smallest_case(layer: La
     result = layer.check(variant.forward, variant.backward, max_examples=examples(layer))
     assert not result.passed
     assert variant.fails in result.parameters, result.message
-    if layer.name not in ROUNDING_SENSITIVE:
-        assert result.parameters[0] == variant.fails, result.message
+    assert result.parameters[0] == variant.fails, result.message
     case = result.counterexample
     assert case is not None and case.dtype == "float64", case
     assert f"{variant.fails}" in result.message

@@ -1,7 +1,7 @@
 """Statistical runs of the layer pack (slow): every correct variant passes 2,000 examples in float64 and float32.
 
-The normalizations' correct dx is a difference of much larger terms, which today's generic tolerance does not
-see (issue 9's rounding model does): those runs are expected to fail until it lands, and are marked so.
+The normalizations' correct dx is a difference of much larger terms: the per-element rounding model
+(gradcheckers.rounding) is what lets them pass without a loosened tolerance.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from gradcheckers.models.layers import LAYERS
 from gradcheckers.backward import Layer, Variant
 
 EXAMPLES = 2000
-ROUNDING_SENSITIVE = {"batchnorm", "layernorm"}
 
 
 def _correct() -> list[object]:
@@ -20,10 +19,8 @@ def _correct() -> list[object]:
     for layer in LAYERS.values():
         for label, variant in {"reference": Variant(layer.backward), **layer.correct}.items():
             for dtype in ("float64", "float32"):
-                marks = [pytest.mark.slow]
-                if layer.name in ROUNDING_SENSITIVE:
-                    marks.append(pytest.mark.xfail(reason="issue 9: rounding of the normalizations' dx", strict=False))
-                params.append(pytest.param(layer, variant, dtype, id=f"{layer.name}-{label}-{dtype}", marks=marks))
+                params.append(pytest.param(layer, variant, dtype, id=f"{layer.name}-{label}-{dtype}",
+                                           marks=pytest.mark.slow))
     return params
 
 
