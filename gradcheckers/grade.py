@@ -40,13 +40,27 @@ __all__ = ["grade_directory", "gradebook_command"]
 ATTEMPTS = 2
 
 
-def _job(entry: Entry) -> Job:
+def _job(entry: Entry, directory: Path) -> Job:
+    """The entry's submission as data, read under the gate's rules: a regular file, never through a link that
+    leads out of the student's own folder (a top-level file: no link at all, or one student could hand in a
+    classmate's file or the instructor's solution), bounded in size; a student folder's own modules come along."""
+    from gradcheckers.errors import LoadError
+    from gradcheckers.submission import check_regular_file, read_text, sibling_modules
+
     if entry.path is None:
         return Job(entry.student, None, None, entry.problem)
+    top = directory / entry.path.relative_to(directory).parts[0]  # the student's file or folder
+    if top.is_symlink():
+        return Job(entry.student, str(entry.path), None, f"{top} is a symbolic link: hand in the file or folder "
+                   "itself, not a link to it")
+    own_folder = entry.path.parent if top.is_dir() else None
     try:
-        return Job(entry.student, str(entry.path), entry.path.read_bytes())
-    except OSError as error:
-        return Job(entry.student, str(entry.path), None, f"cannot read {entry.path}: {error.strerror or error}")
+        check_regular_file(entry.path, own_folder or directory)
+        code = read_text(entry.path).encode("utf-8", "surrogatepass")
+        siblings = sibling_modules(entry.path, own_folder) if own_folder is not None else ()
+    except LoadError as error:
+        return Job(entry.student, str(entry.path), None, str(error))
+    return Job(entry.student, str(entry.path), code, siblings=siblings)
 
 
 def _warm_up() -> None:
@@ -97,7 +111,7 @@ def grade_directory(args: argparse.Namespace, settings: Any, limits: Any) -> int
     path = Path(args.gradebook) if args.gradebook else Path(args.csv).parent / "gradebook.sqlite"
     try:
         with Gradebook(path) as book:
-            return _grade(args, spec, book, [_job(e) for e in entries], skipped)
+            return _grade(args, spec, book, [_job(e, directory) for e in entries], skipped)
     except GradebookError as error:
         print(f"gradcheckers grade: {error}", file=sys.stderr)
         return 2

@@ -27,12 +27,18 @@ class Job:
     filename: str | None  # where the submission was found, as the reports name it
     code: bytes | None  # its bytes; None when there is nothing to check (``problem`` says why)
     problem: str | None = None
+    # The modules beside it in the student's own folder (name, source), which it may import; read by the
+    # parent under the same rules as the submission (regular files inside that folder, bounded in size).
+    siblings: tuple[tuple[str, str], ...] = ()
 
     @property
     def digest(self) -> str:
-        """The content hash the gradebook keys a result by."""
+        """The content hash the gradebook keys a result by (a changed helper module is a changed submission)."""
         content = self.code if self.code is not None else f"problem: {self.problem}".encode()
-        return hashlib.sha256(content).hexdigest()
+        digest = hashlib.sha256(content)
+        for name, code in self.siblings:
+            digest.update(f"\0{name}\0".encode() + code.encode("utf-8", "surrogatepass"))
+        return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -106,9 +112,12 @@ def run_job(job: Job, spec: GradeSpec) -> dict[str, Any]:
             original = Path(job.filename)
             path = Path(tmp) / (original.stem + original.suffix.lower())
             path.write_bytes(job.code)
+            for name, code in job.siblings:
+                (Path(tmp) / f"{name}.py").write_text(code, encoding="utf-8", errors="surrogatepass")
             try:
                 report = check_submission(str(path), spec.settings, spec.limits, run_all_cells=spec.run_all_cells,
-                                          parameters=spec.parameters, cache=_cache(spec))
+                                          parameters=spec.parameters, cache=_cache(spec),
+                                          sibling_imports=bool(job.siblings))
             except Exception as error:  # never lose a student's row to a bug of ours: report it as such
                 report = SubmissionReport(str(path), spec.settings.assignment, spec.settings,
                                           load_error=f"internal error of gradcheckers: {type(error).__name__}: "

@@ -274,8 +274,10 @@ def check_submission(
     on_result: Callable[[ParameterResult], None] | None = None,
     parameters: Sequence[str] | None = None,
     cache: _ReferenceCache | None = None,
+    sibling_imports: bool = False,
 ) -> SubmissionReport:
     """Check one ``.py``/``.ipynb`` submission (or bundled example name) and return its report."""
-    with SubmissionSession(spec, settings, limits, run_all_cells=run_all_cells, cache=cache) as session:
+    with SubmissionSession(spec, settings, limits, run_all_cells=run_all_cells, cache=cache,
+                           sibling_imports=sibling_imports) as session:
         session.check_all(on_result, parameters=parameters)
     return session.report

@@ -178,6 +178,16 @@ def _siblings(path: Path, root: Path) -> tuple[tuple[str, str], ...]:
     return tuple(found)
 
 
+def read_text(path: Path) -> str:
+    """A submission's text, read as the gate reads it (bounded, never blocking; LoadError when it cannot)."""
+    return _read_text(path)
+
+
+def sibling_modules(path: Path, root: Path) -> tuple[tuple[str, str], ...]:
+    """The ``.py`` modules beside ``path`` that it may import, read under the rules of :func:`load_source`."""
+    return _siblings(path, root)
+
+
 def check_regular_file(path: Path, root: Path) -> None:
     """Refuse (LoadError "unreadable") anything but a regular file inside ``root``, before it is opened."""
     try:
