@@ -71,10 +71,13 @@ __all__ = [
 # roughly normal with deviation sqrt(sum c^2), and the largest of 4 draws is below a quarter of that deviation
 # with probability under (0.2)^4 = 0.0016 per arm.
 SAMPLES = 4
-# The largest draw stands for E = sum |c_j|: x4 covers E up to 4 times the typical draw (many terms of mixed
-# size, and a different summation order in the formula being judged); measured on the corpus of hand-written
-# backward passes and op_db (tests/test_verdict_corpus.py, benchmarks/opdb_sweep.py), x2 left false alarms.
-MODEL_SAFETY = 8.0
+# The largest draw stands for E = sum |c_j|: the factor covers E up to that many times the largest draw (many
+# terms of mixed size, and a different summation order in the formula being judged). Measured on the corpus of
+# hand-written backward passes and op_db (tests/test_verdict_corpus.py, benchmarks/opdb_sweep.py): x2 left
+# false alarms in the fast corpus; x8 left 2 in the slow corpus's 13,600 cases (a float32 batch-norm dx and a
+# float64 attention dq, each 1.6-1.7 times its allowance); x16 gives those a margin of 2 again. Detection
+# stays within the issue's targets (tests/test_verdict_corpus.py, tests/test_opdb_sweep.py).
+MODEL_SAFETY = 16.0
 # A few roundings of the largest entry (see above); in float32 this is 4 * 1 * u32 = 2.4e-7 of the largest
 # entry once ROUNDING_SAFETY (4) is applied, below the 1e-6 that one 1% error in an element of 1e-4 of the
 # largest entry makes.
@@ -198,16 +201,30 @@ def _combined(
     kinked = (~torch.isfinite(worst64) | (worst64 > UNSTABLE_FRACTION * scale)) & finite
     e64 = torch.where(kinked, 0.0, worst64) / _U64
     if worst32 is None:
-        e32, bad = torch.zeros_like(ref), kinked
+        e32, bad, e32_for64 = torch.zeros_like(ref), kinked, torch.zeros_like(ref)
     else:
         bad = ((~torch.isfinite(worst32) | (worst32 > UNSTABLE_FRACTION * scale)) & finite) | kinked
         e32 = torch.where(bad, 0.0, worst32) / _U32
+        # Where float32 is unstable but float64 is not kinked, float32 met a cancellation too severe for its
+        # precision (1 - tanh(h)^2 at a saturated tanh: about 1e-9 from terms of size 1) rather than a branch: its
+        # draw is still a measure of E for float64, which the float64 arm cannot see when autograd and the formula
+        # share the rounded forward value (tests/test_layers_slow.py, the RNN step).
+        e32_for64 = torch.where(bad & ~kinked & torch.isfinite(worst32), worst32 / _U32, e32)
     # The terms' estimated size only where no draw moved at all (the computation showed no rounding, so its
     # terms are invisible); elsewhere the draws measure them, and S / |theta_i| summed along a random
     # direction of 16,000 elements would swamp one element's error.
     silent = (e32 == 0) & (e64 == 0)
+    if worst32 is not None:
+        # Where float32 lost the element entirely (off by half its size or more: 1 - tanh(h)^2 rounds to 0 at a
+        # saturated tanh), its error is capped by the element's own size and no longer measures the terms
+        # that cancelled there: those are as invisible as where no draw moved.
+        silent = silent | ((worst32 >= 0.5 * ref.abs()) & (worst32 > 0) & ~bad)
     floor = torch.where(silent, terms.clamp(min=largest), largest)
-    estimate = MODEL_SAFETY * torch.maximum(e32, e64) + FLOOR_TERMS * floor
+    # In float64 the terms' floor applies everywhere: a correct float64 formula rounds its terms once or twice
+    # wherever they cancel, and 4 draws of either arm can all miss it (1 - tanh(h)^2 near saturation, where the
+    # formula and autograd round the same forward value differently); at u64 it costs no detection (one 1e-4
+    # error in an element of 1e-8 of the largest entry is 1e-12 of it, the floor 4 u64 S / |theta_i|).
+    estimate = MODEL_SAFETY * torch.maximum(e32_for64, e64) + FLOOR_TERMS * terms.clamp(min=largest)
     # Below float64 the float64 arm counts per ulp of its moves: the part of it that is sensitivity to the
     # inputs grows with NUDGE_ULPS, and float32's own moves are of one ulp (the float64 reference's own
     # rounding, which the 64-ulp moves are there to expose, is 2^-29 of a float32 ulp).
