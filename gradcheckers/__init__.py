@@ -51,7 +51,7 @@ _EXPORTS = {
     "complex_step_gradients": "gradcheckers.complex_step",
     "with_complex_step": "gradcheckers.complex_step",
     "finite_difference_gradients": "gradcheckers.references",
-    "Limits": "gradcheckers.sandbox",
+    "Limits": "gradcheckers.limits",
     "SubmissionReport": "gradcheckers.session",
     "check_submission": "gradcheckers.session",
     "Tolerance": "gradcheckers.tolerance",
@@ -141,6 +141,7 @@ if TYPE_CHECKING:
         LoadError,
         SubmissionFailure,
     )
+    from gradcheckers.limits import Limits
     from gradcheckers.property import (
         CheckResult,
         CheckSettings,
@@ -154,6 +155,5 @@ if TYPE_CHECKING:
         compute_references,
         finite_difference_gradients,
     )
-    from gradcheckers.sandbox import Limits
     from gradcheckers.session import SubmissionReport, check_submission
     from gradcheckers.tolerance import Tolerance

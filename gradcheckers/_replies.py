@@ -5,16 +5,14 @@ can fail (raised, exited, crashed, refused, returned the wrong thing), built fro
 from __future__ import annotations
 
 import signal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from gradcheckers._wire import Garbled, field, frames, rebuild
 from gradcheckers.errors import InvalidArgument, LoadError, SubmissionFailure
+from gradcheckers.limits import Limits
 from gradcheckers.submission import SubmissionSource, load_error
-
-if TYPE_CHECKING:
-    from gradcheckers.sandbox import Limits
 
 __all__ = ["Replies", "death", "forbidden_message"]
 

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from gradcheckers.limits import ISOLATION_LEVELS
 from gradcheckers.options import (
     DEVICE_CHOICES,
     DTYPE_CHOICES,
@@ -26,7 +27,6 @@ from gradcheckers.options import (
 
 __all__ = ["main"]
 
-ISOLATION_LEVELS = ("best", "strict")  # as gradcheckers.sandbox.ISOLATION_LEVELS, without importing it
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -155,7 +155,7 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def _limits(args: argparse.Namespace) -> Any:
-    from gradcheckers.sandbox import Limits
+    from gradcheckers.limits import Limits
 
     return Limits(
         call_timeout=args.timeout,

@@ -32,8 +32,8 @@ from gradcheckers.options import (
 )
 
 if TYPE_CHECKING:
+    from gradcheckers.limits import Limits
     from gradcheckers.property import CheckSettings
-    from gradcheckers.sandbox import Limits
     from gradcheckers.session import SubmissionSession
 
 # Option names, kept as constants (each also an ini key: "--gradcheckers-x-y" -> "gradcheckers_x_y").
@@ -180,7 +180,7 @@ class PluginState:
         return CheckSettings(**values)
 
     def limits(self) -> Limits:
-        from gradcheckers.sandbox import Limits
+        from gradcheckers.limits import Limits
 
         return Limits(call_timeout=self.values[TIMEOUT], allow_autograd=self.values[ALLOW_AUTOGRAD])
 

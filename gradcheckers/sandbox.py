@@ -20,7 +20,6 @@ import tempfile
 import time
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,39 +31,13 @@ from gradcheckers._forkserver import abandon_servers as abandon_server  # noqa: 
 from gradcheckers._forkserver import server as _server  # noqa: F401  (tests reach the server through here)
 from gradcheckers._replies import Replies, death, forbidden_message
 from gradcheckers.errors import InvalidArgument, LoadError, SubmissionFailure
+from gradcheckers.limits import ISOLATION_LEVELS, Limits
 from gradcheckers.submission import SubmissionSource, load_error
 
 __all__ = ["ISOLATION_LEVELS", "Limits", "Worker", "prestart"]
 
-ISOLATION_LEVELS = ("best", "strict")
-
 # Largest file a worker may write (its captured output included); past it writes fail with an OSError.
 _FILE_BYTES = 1 << 30
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one worker may use. Times are in seconds."""
-
-    call_timeout: float = 10.0  # wall clock for one call of a submitted function
-    load_timeout: float = 30.0  # wall clock to run the submission's top-level code
-    memory_mb: int = 2048  # address space a worker may add to what it maps after importing torch
-    cpu_seconds: int = 600  # CPU time of one worker process (RLIMIT_CPU)
-    output_limit: int = 64 * 1024  # bytes of captured stdout+stderr kept; the rest is counted and dropped
-    allow_autograd: bool = False
-    numpy: bool = False  # numpy mode: the worker has no torch at all (its fork server never imports it)
-    isolation: str = "best"  # "best": every confinement layer available; "strict": refuse when one is missing
-
-    def __post_init__(self) -> None:
-        if self.isolation not in ISOLATION_LEVELS:
-            raise InvalidArgument(f"isolation={self.isolation!r}: expected one of {', '.join(ISOLATION_LEVELS)}")
-        for name in ("call_timeout", "load_timeout", "memory_mb", "cpu_seconds", "output_limit"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise InvalidArgument(f"{name}={value!r}: expected a positive number")
-        for name in ("memory_mb", "cpu_seconds", "output_limit"):
-            if not isinstance(getattr(self, name), int):
-                raise InvalidArgument(f"{name}={getattr(self, name)!r}: expected a positive integer")
 
 
 def prestart(*, numpy: bool = False) -> None:
