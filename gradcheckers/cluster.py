@@ -8,6 +8,7 @@ scheduler's to handle: it runs the task again elsewhere (``distributed.scheduler
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -28,6 +29,15 @@ def _warm_up() -> None:
     from gradcheckers.sandbox import prestart
 
     prestart()  # the worker's fork server imports torch while the first task is on its way
+
+
+def run_job_as_json(job: Job, spec: GradeSpec) -> bytes:
+    """:func:`run_job`'s report as JSON bytes, the result of a task. Dask measures every result with
+    ``dask.sizeof``, which for a dict of more than ten items samples its keys and values with the global
+    ``random`` module, on the worker's event-loop thread, while the next task's Hypothesis run (in the
+    worker's executor thread) checks that same global state and warns that a strategy used ``random``
+    (HypothesisDeprecationWarning). Bytes are measured by their length, and travel without pickling."""
+    return json.dumps(run_job(job, spec)).encode()
 
 
 class DaskRunner:
@@ -63,7 +73,7 @@ class DaskRunner:
 
             def submit(job: Job) -> Any:
                 # pure=False: a resubmitted job is a new task, never the cached result of the failed one.
-                future = client.submit(run_job, job, self.spec, pure=False)
+                future = client.submit(run_job_as_json, job, self.spec, pure=False)
                 pending[future.key] = (future, job)
                 return future
 
@@ -71,7 +81,7 @@ class DaskRunner:
             for future in completed:
                 _, job = pending.pop(future.key)
                 try:
-                    result = future.result()
+                    result = json.loads(future.result())
                 except Exception:  # KilledWorker after repeated losses, or a worker that cannot run us at all
                     result = None
                 if done(job, result):
