@@ -18,10 +18,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Replies", "death", "forbidden_message"]
 
-# Characters of a stopped cell's exception message in its note: the start says what went wrong; a note per cell
-# must stay a line, not a page, since every report shows them all.
-_CELL_MESSAGE = 300
-
 _SIGNALS: dict[int, str] = {
     signal.SIGSEGV: "segmentation fault",
     signal.SIGBUS: "bus error",
@@ -190,7 +186,10 @@ class Replies:
         if found:
             lineno = found[-1][0]
             text = self._source.line(lineno)
-            where = f" at line {self._source.cell_line(lineno)}" + (f": `{text}`" if text else "")
+            cell, line = self._source.position(lineno)
+            # In a function an earlier cell defined, the line is named with its own cell.
+            place = f"line {line}" if cell == field(note, "cell", int) else self._source.locate(lineno)
+            where = f" at {place}" + (f": `{text}`" if text else "")
         if outcome == "forbidden":
             return f"called {field(note, 'api', str)}{where}, which the grader does not allow"
         if outcome != "raised":
@@ -198,7 +197,7 @@ class Replies:
         kind = field(note, "kind", str)
         if kind == "exit":
             return f"tried to end the program (SystemExit({field(note, 'message', str)})){where}"
-        return f"raised {field(note, 'type', str)}: {field(note, 'message', str)[:_CELL_MESSAGE]}{where}"
+        return f"raised {field(note, 'type', str)}: {field(note, 'message', str)}{where}"
 
 
 

@@ -64,6 +64,7 @@ INTERNAL_EXIT = 70
 
 _MAX_TEXT = 2000  # characters of an exception message that cross; a 50 MB message is the child's problem
 _MAX_NAMES = 2000  # names in a `defined` or mapping-keys list
+_MAX_NOTE_TEXT = 300  # characters of a stopped notebook cell's message: ~0.5 KB a note, 2,000 cells in 1 MiB
 
 
 # After a notebook cell's budget runs out, the cut-off is raised again at this interval until the cell ends: a cell
@@ -553,6 +554,10 @@ class _Worker:
         else:
             return None
         self.guards.used.clear()
+        # A note names the cell's innermost line and the start of its message: every cell of a long notebook
+        # may have one, and the reply's header holds them all (_wire: at most MAX_HEADER_BYTES).
+        note["frames"] = note.get("frames", [])[-1:]
+        note["message"] = _text(note.get("message", ""), _MAX_NOTE_TEXT)
         return {**note, "refusals": refusals}
 
     def call(self, header: Mapping[str, Any], payload: bytearray) -> tuple[dict[str, Any], Any]:

@@ -301,8 +301,11 @@ def gradescope_results(report: Report, weights: Mapping[str, float] | None = Non
             "output_format": "text",
             "visibility": "visible",
         })
+    notes = report.get("cell_notes") or []
+    overall = {"output": terminal_safe("\n".join(["Notebook cells the grader stopped:", *notes]))} if notes else {}
     return {
         "score": float(sum(t["score"] for t in tests)),
+        **overall,
         "output_format": "text",
         "test_output_format": "text",
         "visibility": "visible",

@@ -85,18 +85,19 @@ class SubmissionSource:
     def is_notebook(self) -> bool:
         return self.path.suffix.lower() == ".ipynb"
 
-    def cell_line(self, lineno: int) -> int:
-        """Line ``lineno`` of :attr:`code` as a line of its notebook cell (itself outside any cell)."""
-        index = bisect.bisect_right([start for start, _ in self.cells], lineno) - 1
-        return lineno - self.cells[index][0] + 1 if self.is_notebook and index >= 0 else lineno
-
     def locate(self, lineno: int) -> str:
         """Where line ``lineno`` of :attr:`code` is in the file: "line 7", or "cell 3, line 2" in a notebook."""
+        cell, line = self.position(lineno)
+        return f"line {line}" if cell is None else f"cell {cell}, line {line}"
+
+    def position(self, lineno: int) -> tuple[int | None, int]:
+        """Line ``lineno`` of :attr:`code` as (its notebook cell's number, its line in that cell); (None,
+        ``lineno``) in a .py file or outside any cell."""
         index = bisect.bisect_right([start for start, _ in self.cells], lineno) - 1
         if not self.is_notebook or index < 0:
-            return f"line {lineno}"
+            return None, lineno
         start, number = self.cells[index]
-        return f"cell {number}, line {lineno - start + 1}"
+        return number, lineno - start + 1
 
     def line(self, lineno: int) -> str:
         """The text of line ``lineno`` of :attr:`code`, stripped; "" when there is no such line."""

@@ -423,6 +423,10 @@ def test_a_students_notebook_runs_every_cell_by_default(tmp_path: Path) -> None:
     assert (run.returncode, reasons(run.report)) == (0, only()), run.stdout
     assert run.report["cell_notes"] == STUDENT_NOTEBOOK_NOTES
     assert "\n".join(f"  {note}" for note in STUDENT_NOTEBOOK_NOTES) in run.stdout  # the terminal report too
+    gradescope = json.loads((tmp_path / "report.gradescope").read_text())
+    assert gradescope["output"] == "\n".join(["Notebook cells the grader stopped:", *STUDENT_NOTEBOOK_NOTES])
+    assert "- `cell 7 ran longer than 5 s and was cut off; the cells after it still ran`" in (
+        tmp_path / "report.markdown").read_text()
 
 
 def test_run_all_cells_is_still_accepted_and_changes_nothing(tmp_path: Path) -> None:

@@ -5,13 +5,22 @@ from __future__ import annotations
 
 import json
 import random
+import sys
+import threading
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
-from gradcheckers.cluster import run_job_as_json
+from gradcheckers import cluster
+from gradcheckers.cluster import run_job_as_json, run_task
 from gradcheckers.jobs import GradeSpec, Job, run_job
 from gradcheckers.property import CheckSettings
 from gradcheckers.sandbox import Limits
+
+T = TypeVar("T")
 
 
 def test_a_task_result_is_measured_without_the_global_random() -> None:
@@ -28,3 +37,46 @@ def test_a_task_result_is_measured_without_the_global_random() -> None:
     sizeof(encoded)
     assert random.getstate() == state
     assert json.loads(encoded)["load_error"] == "no .py or .ipynb file"  # the same report, as JSON
+
+
+CORRECT = (Path(__file__).parent / "submissions" / "correct.py").read_bytes()
+
+
+def _while_another_thread_draws(action: Callable[[], T]) -> T:
+    """``action()`` while another thread draws from the global ``random``, as a Dask worker's event loop does
+    (``dask.sizeof`` samples every message it sends, its heartbeat's included)."""
+    stop = threading.Event()
+
+    def heartbeat() -> None:
+        while not stop.is_set():
+            random.sample(range(100), 20)
+
+    thread = threading.Thread(target=heartbeat)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often: a draw of a few microseconds then meets the other thread
+    thread.start()
+    try:
+        return action()
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(interval)
+
+
+def test_a_task_runs_its_hypothesis_run_in_a_job_process_with_no_other_thread(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    job = Job("s0", "correct.py", CORRECT)
+    spec = GradeSpec(CheckSettings(max_examples=10, dtypes=("float64",)), Limits(call_timeout=30))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        here = _while_another_thread_draws(lambda: run_job(job, spec))  # the cause, in this process
+    assert here["passed"] and any("Do not use the `random` module" in str(w.message) for w in caught)
+    try:
+        assert json.loads(_while_another_thread_draws(lambda: run_task(job, spec)))["passed"]
+    finally:
+        for process in cluster._IDLE:  # a job process ends when its socket closes
+            process.connection.close()
+            process.process.wait(timeout=60)
+        cluster._IDLE.clear()
+    assert "HypothesisDeprecationWarning" not in capfd.readouterr().err  # the job process writes to our stderr

@@ -670,3 +670,13 @@ def test_the_guards_stay_after_a_cell_is_stopped(tmp_path: Path) -> None:
             "the cells after it still ran",
         )
         assert failure(worker, "grad_W1").reason == "forbidden"
+
+
+def test_a_cell_note_names_a_line_of_an_earlier_cell_with_its_cell(tmp_path: Path) -> None:
+    worker = _notebook_worker(tmp_path, "import torch\ndef train():\n    torch.ones(1).backward()", "X = 1\ntrain()")
+    with worker:
+        worker.start()
+        assert worker.cell_notes == (
+            "cell 2 called Tensor.backward at cell 1, line 3: `torch.ones(1).backward()`, which the grader does not "
+            "allow; the cells after it still ran",
+        )
