@@ -200,7 +200,7 @@ def sample_report(reasons: Mapping[str, str | None] | None = None, *, load_error
                      "rtol": None, "atol": None},
         "load_error": load_error, "load_reason": "syntax" if load_error else None,
         "score": float(sum(r["passed"] for r in params.values())), "max_score": 4.0,
-        "parameters": params, "output": output, "timings": {"worker_start": 0.01},
+        "parameters": params, "output": output, "cell_notes": [], "timings": {"worker_start": 0.01},
         "internal_error": None, "started": "2026-11-30T21:00:00+00:00",
     }
 
