@@ -7,7 +7,6 @@ import json
 import random
 import sys
 import threading
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -66,12 +65,10 @@ def _while_another_thread_draws(action: Callable[[], T]) -> T:
 def test_a_task_runs_its_hypothesis_run_in_a_job_process_with_no_other_thread(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
+    # Run here, in this process, the same job may (it is a race) make Hypothesis warn; the LocalCluster test
+    # of test_grade_robust.py meets the same race against a real Dask worker's heartbeat.
     job = Job("s0", "correct.py", CORRECT)
     spec = GradeSpec(CheckSettings(max_examples=10, dtypes=("float64",)), Limits(call_timeout=30))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        here = _while_another_thread_draws(lambda: run_job(job, spec))  # the cause, in this process
-    assert here["passed"] and any("Do not use the `random` module" in str(w.message) for w in caught)
     try:
         assert json.loads(_while_another_thread_draws(lambda: run_task(job, spec)))["passed"]
     finally:
