@@ -43,17 +43,23 @@ class Child:
     def alarm(self) -> str | None:
         """The first refused API the worker reported since the last look, or None; a closed channel (only a
         submission closes it) counts as a refusal."""
-        first = None
+        reported = self.alarms()
+        return reported[0] if reported else None
+
+    def alarms(self) -> list[str]:
+        """Every refused API the worker reported since the last look, in order; a closed channel (only a
+        submission closes it) counts as one more refusal."""
+        reported: list[str] = []
         while True:
             try:
                 data = self._alarm.recv(256, socket.MSG_DONTWAIT)
             except BlockingIOError:
-                return first
+                return reported
             except OSError:
                 data = b""
             if not data:
-                return first or "closing the worker's refusal channel"
-            first = first or data.decode("utf-8", "replace")
+                return [*reported, "closing the worker's refusal channel"]
+            reported.append(data.decode("utf-8", "replace"))
 
     def kill(self) -> dict[str, Any]:
         """Stop the process (SIGKILL to its session) and say how it ended: {"signal": n} or {"exit": n}."""

@@ -12,7 +12,7 @@ import numpy as np
 from gradcheckers._wire import Garbled, field, frames, rebuild
 from gradcheckers.errors import InvalidArgument, LoadError, SubmissionFailure
 from gradcheckers.limits import Limits
-from gradcheckers.submission import SubmissionSource, load_error
+from gradcheckers.submission import CELL_SECONDS, SubmissionSource, load_error
 
 __all__ = ["Replies", "death", "forbidden_message"]
 
@@ -153,10 +153,49 @@ class Replies:
         if lineno is None:
             return ""
         return (
-            f"\n(note: `{name}` is set at {self._source.locate(lineno)}, which was not run: from a notebook only "
-            "imports, functions, classes and constant assignments are loaded; load it with run_all_cells=True "
-            "to run every cell)"
+            f"\n(note: `{name}` is set at {self._source.locate(lineno)}, which was not run: with --definitions-only, "
+            "a notebook's imports, functions, classes and constant assignments are all that runs; leave that option "
+            "out to run every cell)"
         )
+
+    def cell_notes(self, notes: object) -> tuple[tuple[str, ...], int]:
+        """The notebook cells the worker stopped, in words, and how many refused calls they made in all."""
+        if not isinstance(notes, list):
+            raise Garbled("cell notes that are not a list")
+        numbers = {number for number, _, _ in self._source.run_cells}
+        words, refusals = [], 0
+        for note in notes:
+            if not isinstance(note, dict):
+                raise Garbled("a cell note that is not a record")
+            number, count = field(note, "cell", int), field(note, "refusals", int)
+            if number not in numbers or count < 0:
+                raise Garbled(f"a note on cell {number!r}, which was not run")
+            refusals += count
+            words.append(f"cell {number} {self.stopped(note)}; the cells after it still ran")
+        return tuple(words), refusals
+
+    def stopped(self, note: dict[str, Any]) -> str:
+        """What stopped a notebook cell: "called Tensor.backward at line 6: `loss.backward()`, which …"."""
+        outcome = field(note, "outcome", str)
+        if outcome == "cut-off":
+            return f"ran longer than {CELL_SECONDS:g} s and was cut off"
+        found = frames(field(note, "frames", list))
+        where = ""
+        if found:
+            lineno = found[-1][0]
+            text = self._source.line(lineno)
+            cell, line = self._source.position(lineno)
+            # In a function an earlier cell defined, the line is named with its own cell.
+            place = f"line {line}" if cell == field(note, "cell", int) else self._source.locate(lineno)
+            where = f" at {place}" + (f": `{text}`" if text else "")
+        if outcome == "forbidden":
+            return f"called {field(note, 'api', str)}{where}, which the grader does not allow"
+        if outcome != "raised":
+            raise Garbled(f"unexpected cell outcome {outcome!r}")
+        kind = field(note, "kind", str)
+        if kind == "exit":
+            return f"tried to end the program (SystemExit({field(note, 'message', str)})){where}"
+        return f"raised {field(note, 'type', str)}: {field(note, 'message', str)}{where}"
 
 
 

@@ -64,6 +64,13 @@ INTERNAL_EXIT = 70
 
 _MAX_TEXT = 2000  # characters of an exception message that cross; a 50 MB message is the child's problem
 _MAX_NAMES = 2000  # names in a `defined` or mapping-keys list
+_MAX_NOTE_TEXT = 300  # characters of a stopped notebook cell's message: ~0.5 KB a note, 2,000 cells in 1 MiB
+
+
+# After a notebook cell's budget runs out, the cut-off is raised again at this interval until the cell ends: a cell
+# that caught the first one (a bare `except:` in a loop) is stopped by a later one unless it catches every one,
+# and then the load's own timeout ends the worker. 0.1 s: a few more raises per second of overrun, no busy loop.
+_CUT_OFF_AGAIN_SECONDS = 0.1
 
 
 class ForbiddenCall(BaseException):
@@ -380,6 +387,15 @@ def _engine_guard(engine: object, refuse: Callable[..., NoReturn]) -> object:
     return EngineGuard()
 
 
+class _CellCutOff(BaseException):
+    """Raised in a notebook cell that ran past its time budget (a BaseException: `except Exception` does not
+    swallow it)."""
+
+
+def _cut_off(signum: int, frame: object) -> NoReturn:
+    raise _CellCutOff()
+
+
 class _ImportBlocker:
     """A meta-path finder that refuses the checker's own packages, so a submission cannot call the answers."""
 
@@ -466,7 +482,7 @@ class _Worker:
             if op == "load":
                 self.install_siblings(header, payload)
                 code = payload[: header.get("code", len(payload))].decode("utf-8", "surrogatepass")
-                reply, body = self.load(code), b""
+                reply, body = self.load(code, header.get("cells") or [], float(header.get("cell_seconds", 0))), b""
             elif op == "call":
                 reply, body = self.call(header, payload)
             else:
@@ -484,19 +500,65 @@ class _Worker:
             folder = os.path.dirname(self.filename)
             sys.meta_path.insert(1, _Siblings(sources, folder))
 
-    def load(self, code: str) -> dict[str, Any]:
+    def load(self, code: str, cells: list[list[int]], budget: float) -> dict[str, Any]:
+        """Run the submission's top-level code: as one program, or a notebook's ``cells`` (number, first line,
+        line count) one by one, each within ``budget`` seconds, then the lines after them (an adapter)."""
         import linecache
 
         # So that tracebacks the submission prints itself show its lines.
         linecache.cache[self.filename] = (len(code), None, code.splitlines(True), self.filename)
+        lines, end, notes = code.split("\n"), 0, []
+        for number, first, count in cells:
+            note = self.run_cell("\n".join(lines[first - 1 : first - 1 + count]), first, budget)
+            if note is not None:
+                notes.append({"cell": number, **note})
+            end = first - 1 + count
         try:
-            exec(compile(code, self.filename, "exec", dont_inherit=True), self.namespace)
+            self.run_code("\n".join(lines[end:]), end + 1)
         except BaseException as exc:
-            return {"status": "failed", **self.describe(exc)}
+            return {"status": "failed", **self.describe(exc), "cells": notes}
         if self.guards.used:  # a refusal the submission caught and ignored
-            return {"status": "failed", **self.describe(None)}
+            return {"status": "failed", **self.describe(None), "cells": notes}
         names = [k for k, v in self.namespace.items() if not k.startswith("__") and callable(v)]
-        return {"status": "loaded", "defined": names[:_MAX_NAMES]}
+        return {"status": "loaded", "defined": names[:_MAX_NAMES], "cells": notes}
+
+    def run_code(self, text: str, first: int) -> None:
+        """Execute ``text``, whose first line is line ``first`` of the submission, in its namespace."""
+        exec(compile("\n" * (first - 1) + text, self.filename, "exec", dont_inherit=True), self.namespace)
+
+    def run_cell(self, text: str, first: int, budget: float) -> dict[str, Any] | None:
+        """Run one notebook cell as Jupyter would: what stopped it (a refused call, the budget, an exception),
+        or None when it ran to its end. The guards stay in place; only their record starts afresh per cell,
+        and ``refusals`` says how many the cell made, which the parent checks against its alarm channel."""
+        import signal
+
+        self.guards.used.clear()
+        error: BaseException | None = None
+        previous = signal.signal(signal.SIGALRM, _cut_off)
+        try:
+            try:
+                signal.setitimer(signal.ITIMER_REAL, budget, _CUT_OFF_AGAIN_SECONDS)
+                self.run_code(text, first)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
+        except BaseException as exc:  # the cell's own failure, whatever it is, stops that cell only
+            error = exc
+        refusals = len(self.guards.used)
+        if refusals:
+            note = {"outcome": "forbidden", **self.describe(None)}
+        elif isinstance(error, _CellCutOff):
+            note = {"outcome": "cut-off"}
+        elif error is not None:
+            note = {"outcome": "raised", **self.describe(error)}
+        else:
+            return None
+        self.guards.used.clear()
+        # A note names the cell's innermost line and the start of its message: every cell of a long notebook
+        # may have one, and the reply's header holds them all (_wire: at most MAX_HEADER_BYTES).
+        note["frames"] = note.get("frames", [])[-1:]
+        note["message"] = _text(note.get("message", ""), _MAX_NOTE_TEXT)
+        return {**note, "refusals": refusals}
 
     def call(self, header: Mapping[str, Any], payload: bytearray) -> tuple[dict[str, Any], Any]:
         import numpy as np

@@ -65,9 +65,13 @@ def _add_check_options(parser: argparse.ArgumentParser) -> None:
     limits.add_argument("--isolation", choices=ISOLATION_LEVELS, default="best",
                         help="best: every confinement layer this machine offers (the default); strict: refuse "
                              "to grade when one is unavailable")
-    limits.add_argument("--run-all-cells", action="store_true",
-                        help="run every notebook cell, each cut off after 5 s (default: only imports, definitions "
-                        "and constants)")
+    cells = limits.add_mutually_exclusive_group()
+    cells.add_argument("--definitions-only", action="store_true",
+                       help="from a notebook, run only imports, definitions and plain constants (by default every "
+                       "cell runs, as Jupyter's Run All: each is cut off after 5 s, and a cell that raises or makes "
+                       "a refused call such as loss.backward() is stopped and named in the report)")
+    # The default since every cell runs by default; kept so that scripts written for the old default still work.
+    cells.add_argument("--run-all-cells", action="store_true", help="accepted for old scripts: every cell runs anyway")
     reports = parser.add_argument_group("reports")
     reports.add_argument("--weights", type=weights, default=None, help="score weights, e.g. W1=2,b1=1,W2=2,b2=1")
 
@@ -216,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gradcheckers.submission import load_source, resolve_submission
 
         try:  # a file that is missing or does not compile needs no worker (the session reports why)
-            load_source(resolve_submission(args.submission), run_all_cells=args.run_all_cells)
+            load_source(resolve_submission(args.submission), definitions_only=args.definitions_only)
         except LoadError:
             pass
         else:
@@ -256,7 +260,8 @@ def _check(args: argparse.Namespace, settings: Any, limits: Any) -> int:
     )
     _write_reports(args, _scored(args, placeholder, settings), writers, summary=False)
     with SubmissionSession(
-        args.submission, settings, limits, run_all_cells=args.run_all_cells, sibling_imports=args.sibling_imports
+        args.submission, settings, limits, definitions_only=args.definitions_only,
+        sibling_imports=args.sibling_imports,
     ) as session:
         try:
             session.load()

@@ -106,7 +106,7 @@ def grade_directory(args: argparse.Namespace, settings: Any, limits: Any) -> int
     if not entries:
         print(f"gradcheckers grade: no submissions (.py, .ipynb or folders) in {directory}", file=sys.stderr)
         return 2
-    spec = GradeSpec(settings, limits, args.run_all_cells, tuple(args.parameter) if args.parameter else None,
+    spec = GradeSpec(settings, limits, args.definitions_only, tuple(args.parameter) if args.parameter else None,
                      reuse=not args.no_reuse)
     path = Path(args.gradebook) if args.gradebook else Path(args.csv).parent / "gradebook.sqlite"
     try:

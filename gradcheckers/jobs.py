@@ -47,7 +47,7 @@ class GradeSpec:
 
     settings: Any  # CheckSettings
     limits: Any  # Limits
-    run_all_cells: bool = False
+    definitions_only: bool = False
     parameters: tuple[str, ...] | None = None
     # Share references across the submissions one process grades (item 4 of issue 12); verdicts are the same.
     reuse: bool = True
@@ -58,7 +58,7 @@ def settings_digest(spec: GradeSpec) -> str:
     decides = {
         "settings": {k: (dict(v) if k == "size_bounds" else v) for k, v in asdict(spec.settings).items()},
         "limits": asdict(spec.limits),
-        "run_all_cells": spec.run_all_cells,
+        "definitions_only": spec.definitions_only,
         "parameters": spec.parameters,
         "version": __version__,
     }
@@ -115,7 +115,7 @@ def run_job(job: Job, spec: GradeSpec) -> dict[str, Any]:
             for name, code in job.siblings:
                 (Path(tmp) / f"{name}.py").write_text(code, encoding="utf-8", errors="surrogatepass")
             try:
-                report = check_submission(str(path), spec.settings, spec.limits, run_all_cells=spec.run_all_cells,
+                report = check_submission(str(path), spec.settings, spec.limits, definitions_only=spec.definitions_only,
                                           parameters=spec.parameters, cache=_cache(spec),
                                           sibling_imports=bool(job.siblings))
             except Exception as error:  # never lose a student's row to a bug of ours: report it as such

@@ -138,6 +138,7 @@ class PluginState:
         self.results: dict[str, dict[str, Any]] = {}  # parameter -> ParameterResult JSON, from reports
         self.load_reason: str | None = None
         self.output = ""  # the submission's captured output (the longest any xdist worker saw)
+        self.cell_notes: list[str] = []  # a notebook's cells stopped while loading (as any xdist worker saw them)
         self.timings: dict[str, float] = {}  # summed over the items, like the CLI's
         self._hypothesis_home: Any = None  # a tempfile.TemporaryDirectory while a gate run needs one
 
@@ -205,6 +206,7 @@ class PluginState:
             "load_error": session.report.load_error,
             "load_reason": session.report.load_reason,
             "output": worker.output if worker is not None else session.report.output,
+            "cell_notes": session.report.cell_notes,
             "timings": {k: v - before.get(k, 0.0) for k, v in session.report.timings.items()},
         }
 
@@ -262,6 +264,8 @@ class PluginState:
             self.timings[key] = self.timings.get(key, 0.0) + seconds
         output = data.pop("output", "") or ""
         self.output = output if len(output) > len(self.output) else self.output
+        notes = data.pop("cell_notes", []) or []
+        self.cell_notes = notes if len(notes) > len(self.cell_notes) else self.cell_notes
         load_error, load_reason = data.pop("load_error", None), data.pop("load_reason", None)
         if load_error is not None and self.load_error is None:
             self.load_error, self.load_reason = load_error, load_reason
@@ -582,6 +586,7 @@ def _plugin_report(state: PluginState) -> dict[str, Any]:
         "max_score": float(len(params) or len(order)),
         "parameters": {} if state.load_error else params,
         "output": state.output,
+        "cell_notes": state.cell_notes,
         "timings": {k: round(v, 4) for k, v in state.timings.items()},
     }
 

@@ -15,13 +15,15 @@ from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-__all__ = ["LocalPool"]
+__all__ = ["LocalPool", "serve"]
 
 # How often the loop wakes up without news (for progress lines); Ctrl-C does not wait for it.
 _TICK_S = 0.5
 
 
-def _serve(connection: Connection, function: Callable[..., Any], initializer: Callable[[], None] | None) -> None:
+def serve(connection: Connection, function: Callable[..., Any], initializer: Callable[[], None] | None) -> None:
+    """The loop of a job process: ``function(job, *extra)`` for each ``(job, extra)`` received, its result sent
+    back, until the parent hangs up."""
     # The terminal's Ctrl-C reaches every process of its group: the parent handles it and kills us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if initializer is not None:
@@ -42,7 +44,7 @@ class _Process:
     def __init__(self, context: Any, function: Callable[..., Any], initializer: Callable[[], None] | None) -> None:
         ours, theirs = context.Pipe()
         self.connection: Connection = ours
-        self.process = context.Process(target=_serve, args=(theirs, function, initializer), daemon=True)
+        self.process = context.Process(target=serve, args=(theirs, function, initializer), daemon=True)
         self.process.start()
         theirs.close()
         self.job: Any = None

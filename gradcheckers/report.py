@@ -183,6 +183,8 @@ def _terminal_report(report: Report) -> str:
     lines = [f"gradcheckers: {report.get('submission')} ({report.get('assignment')}, --seed {report.get('seed')})"]
     if report.get("isolation"):
         lines.append(isolation_line(report["isolation"]))
+    if report.get("cell_notes"):
+        lines += ["notebook cells the grader stopped:", *(f"  {note}" for note in report["cell_notes"])]
     if report.get("load_error"):
         lines.append(f"cannot check the submission: {report['load_error']}")
         return "\n".join(lines)
@@ -225,6 +227,8 @@ def markdown_summary(report: Report) -> str:
     """A Markdown summary (for ``$GITHUB_STEP_SUMMARY`` or a pull-request comment), under MARKDOWN_LIMIT."""
     mark = "✅" if report.get("passed") else "❌"
     lines = [f"## {mark} gradcheckers: {_md_inline(str(report.get('submission')))}", ""]
+    if report.get("cell_notes"):
+        lines += ["Notebook cells the grader stopped:", "", *(f"- {_md_inline(n)}" for n in report["cell_notes"]), ""]
     if report.get("load_error"):
         lines += ["**Cannot check the submission:**", "", *_md_block(str(report["load_error"]))]
         return _cap("\n".join(lines))
@@ -297,8 +301,11 @@ def gradescope_results(report: Report, weights: Mapping[str, float] | None = Non
             "output_format": "text",
             "visibility": "visible",
         })
+    notes = report.get("cell_notes") or []
+    overall = {"output": terminal_safe("\n".join(["Notebook cells the grader stopped:", *notes]))} if notes else {}
     return {
         "score": float(sum(t["score"] for t in tests)),
+        **overall,
         "output_format": "text",
         "test_output_format": "text",
         "visibility": "visible",

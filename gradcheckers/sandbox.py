@@ -32,7 +32,7 @@ from gradcheckers._forkserver import server as _server  # noqa: F401  (tests rea
 from gradcheckers._replies import Replies, death, forbidden_message
 from gradcheckers.errors import InvalidArgument, LoadError, SubmissionFailure
 from gradcheckers.limits import ISOLATION_LEVELS, Limits
-from gradcheckers.submission import SubmissionSource, load_error
+from gradcheckers.submission import CELL_SECONDS, SubmissionSource, load_error
 
 __all__ = ["ISOLATION_LEVELS", "Limits", "Worker", "prestart"]
 
@@ -72,6 +72,7 @@ class Worker:
         self._cuda = False
         self._final_output: str | None = None
         self._isolation: dict[str, str] = {}
+        self._cell_notes: tuple[str, ...] = ()
         self.isolation_seconds = math.nan  # how long the latest worker took to confine itself (as it says)
         self._retrying = False  # calling again after a SIGKILL from outside (issue 12)
 
@@ -92,6 +93,12 @@ class Worker:
         """What each confinement layer achieved in the latest worker (see ``confine.LAYERS``), as the worker's
         own code reported it before the submission ran; empty before :meth:`start`."""
         return dict(self._isolation)
+
+    @property
+    def cell_notes(self) -> tuple[str, ...]:
+        """The notebook cells the latest load stopped (a refused call, an exception, the time budget), one
+        sentence each, worded here from the worker's facts: nothing the submission prints can add to them."""
+        return self._cell_notes
 
     @property
     def pid(self) -> int | None:
@@ -243,16 +250,15 @@ class Worker:
             seconds = confined.get("seconds")
             self.isolation_seconds = float(seconds) if isinstance(seconds, (int, float)) else math.nan
             self._enforce_isolation()
-            code = (self._source.program or self._source.code).encode("utf-8", "surrogatepass")
+            code = self._source.code.encode("utf-8", "surrogatepass")
             siblings = [(name, text.encode("utf-8", "surrogatepass")) for name, text in self._source.siblings]
-            header = {"op": "load", "code": len(code), "siblings": [[name, len(data)] for name, data in siblings]}
+            header = {"op": "load", "code": len(code), "siblings": [[name, len(data)] for name, data in siblings],
+                      "cells": [list(cell) for cell in self._source.run_cells], "cell_seconds": CELL_SECONDS}
             wire.send(sock, header, [code, *(data for _, data in siblings)], deadline)
             reply, _ = wire.receive(sock, deadline, 0)
             status = wire.field(reply, "status", str)
-            alarm = child.alarm()
-            if alarm is not None and reply.get("kind") != "forbidden":
-                self._kill()
-                raise load_error(f"{path}: {forbidden_message(alarm, '')}", "forbidden")
+            self._cell_notes, refusals = self._replies.cell_notes(reply.get("cells", []))
+            self._refuse_hidden(child.alarms(), refusals, reply)
             if status == "loaded":
                 names = wire.field(reply, "defined", list)
                 if not all(isinstance(name, str) for name in names):
@@ -264,10 +270,15 @@ class Worker:
             error = self._replies.load_failure(reply)
         except wire.Timeout:
             self._kill()
+            advice = (
+                f"its cells ran longer than that in all (each is cut off after {CELL_SECONDS:g} s, unless it catches "
+                "every cut-off, e.g. with a bare `except:` in a loop): move long-running work into functions that "
+                "are not called"
+                if self._source.run_cells else "its top-level code must only define functions (move training "
+                "loops and experiments into functions that are not called)"
+            )
             raise load_error(
-                f"{path} did not finish loading within {self._limits.load_timeout:g} s: its top-level code must "
-                "only define functions (move training loops and experiments into functions that are not called)",
-                "timeout",
+                f"{path} did not finish loading within {self._limits.load_timeout:g} s: {advice}", "timeout"
             ) from None
         except wire.Gone:
             facts = self._kill()
@@ -281,6 +292,16 @@ class Worker:
             raise load_error(f"{path}: the worker sent a malformed reply while loading it ({exc})", "crash") from None
         self._kill()
         raise error
+
+    def _refuse_hidden(self, alarms: list[str], refusals: int, reply: dict[str, Any]) -> None:
+        """Every refusal the worker reported on its alarm channel while loading must be one the load's reply
+        accounts for: a notebook cell it stopped (``refusals`` in all), or the failed load's own. One more means
+        the submission emptied the worker's record, which fails the load as forbidden, as in a .py file."""
+        if reply.get("kind") == "forbidden":
+            return  # the load fails as forbidden anyway, its message saying where
+        if len(alarms) > refusals:
+            self._kill()
+            raise load_error(f"{self._source.path}: {forbidden_message(alarms[0], '')}", "forbidden")
 
     def _enforce_isolation(self) -> None:
         """Under ``isolation="strict"``, refuse to run the submission in a worker missing any layer."""

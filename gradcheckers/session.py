@@ -49,6 +49,9 @@ class SubmissionReport:
     load_error: str | None = None
     load_reason: str | None = None
     output: str = ""
+    # Notebooks: the cells that were stopped while loading (a refused call, an exception, the time budget), in the
+    # grader's words; a student's output cannot add to them.
+    cell_notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     # What each confinement layer achieved in the worker (see gradcheckers.confine), empty if none started.
     isolation: dict[str, str] = field(default_factory=dict)
@@ -102,6 +105,7 @@ class SubmissionReport:
                 for name, r in self.parameters.items()
             },
             "output": self.output,
+            "cell_notes": list(self.cell_notes),
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "isolation": dict(self.isolation),
         })
@@ -131,14 +135,14 @@ class SubmissionSession:
         settings: CheckSettings | None = None,
         limits: Limits | None = None,
         *,
-        run_all_cells: bool = False,
+        definitions_only: bool = False,
         sibling_imports: bool = False,
         cache: _ReferenceCache | None = None,
     ) -> None:
         self.spec = spec
         self.settings = settings or CheckSettings()
         self.limits = limits or Limits()
-        self.run_all_cells = run_all_cells
+        self.definitions_only = definitions_only
         self.sibling_imports = sibling_imports
         self.assignment = get_assignment(self.settings.assignment)
         if self.assignment.numpy_only and not self.limits.numpy:
@@ -163,7 +167,8 @@ class SubmissionSession:
         started = time.perf_counter()
         try:
             source = load_source(
-                resolve_submission(self.spec), run_all_cells=self.run_all_cells, sibling_imports=self.sibling_imports
+                resolve_submission(self.spec), definitions_only=self.definitions_only,
+                sibling_imports=self.sibling_imports,
             )
             if self.assignment.adapter is not None:  # appended: the submission's own line numbers stay as they are
                 source = dataclasses.replace(source, code=source.code + self.assignment.adapter)
@@ -172,6 +177,7 @@ class SubmissionSession:
                 worker.start()
             finally:
                 self.report.isolation = worker.isolation
+                self.report.cell_notes = list(worker.cell_notes)
         except LoadError as error:
             self.report.load_error = str(error)
             self.report.load_reason = error.reason
@@ -270,14 +276,14 @@ def check_submission(
     settings: CheckSettings | None = None,
     limits: Limits | None = None,
     *,
-    run_all_cells: bool = False,
+    definitions_only: bool = False,
     on_result: Callable[[ParameterResult], None] | None = None,
     parameters: Sequence[str] | None = None,
     cache: _ReferenceCache | None = None,
     sibling_imports: bool = False,
 ) -> SubmissionReport:
     """Check one ``.py``/``.ipynb`` submission (or bundled example name) and return its report."""
-    with SubmissionSession(spec, settings, limits, run_all_cells=run_all_cells, cache=cache,
+    with SubmissionSession(spec, settings, limits, definitions_only=definitions_only, cache=cache,
                            sibling_imports=sibling_imports) as session:
         session.check_all(on_result, parameters=parameters)
     return session.report

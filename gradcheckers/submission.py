@@ -1,13 +1,12 @@
 """Turning a submission's path into the Python source a worker will run. Nothing here executes the submission.
 
-A ``.py`` file runs as it is. From a notebook, by default, only *definitions* are kept (imports, ``def``,
-``class``, and assignments of plain constants), so that a training loop, which often calls autograd (refused in
-the worker), never runs. ``run_all_cells=True`` runs it as "Run All" would: every code cell in order, each
-within a time budget (:data:`CELL_SECONDS`): a cell that runs longer is cut off, a cell that raises is passed
-over, and both are named on the submission's stderr, which the reports show; the cells after them still run.
-Either way ``%%time``/``%%capture`` cells keep their body, ``%time stmt`` keeps ``stmt``, other IPython-only
-syntax (magics, ``!shell`` lines, ``?`` help) is dropped, and every line keeps a way back to its cell and line
-in the notebook, for messages.
+A ``.py`` file runs as it is. A notebook runs as Jupyter's "Run All" would: every code cell in order, each
+within a time budget (:data:`CELL_SECONDS`). The worker stops a cell that runs longer, raises, or makes a call
+the grader refuses (``loss.backward()`` in a training cell), names it in the report, and runs the cells after
+it (see ``_worker.py``). ``definitions_only=True`` keeps only *definitions* instead (imports, ``def``,
+``class``, and assignments of plain constants), as one program. Either way ``%%time``/``%%capture`` cells keep
+their body, ``%time stmt`` keeps ``stmt``, other IPython-only syntax (magics, ``!shell`` lines, ``?`` help) is
+dropped, and every line keeps a way back to its cell and line in the notebook, for messages.
 """
 
 from __future__ import annotations
@@ -41,12 +40,19 @@ MAX_SIBLINGS = 32
 MAX_SIBLING_BYTES = 2**20
 # Time budget of one notebook cell. A cell that imports, defines functions or sets up tensors runs in well under
 # a second (torch is already imported in the worker's fork server); 5 s leaves a margin of 5x on a loaded machine,
-# and twelve cut-off cells still fit in the 60 s load timeout (--load-timeout), which bounds the total.
+# and eleven cut-off cells still fit in the 60 s load timeout of the command line (--load-timeout), which bounds
+# the total whatever the cells do.
 CELL_SECONDS = 5.0
 # Cell magics whose body is Python to run; any other (%%bash, %%writefile, %%html…) leaves the cell to IPython.
 PYTHON_CELL_MAGICS = ("time", "timeit", "capture", "prun")
-# Line magics whose argument is a Python statement to run (`%time loss = f(x)`).
+# Line magics whose argument is a Python statement to run (`%time loss = f(x)`), with the options each takes
+# before the statement (IPython's `%timeit?` and `%prun?`): flags alone, and flags followed by a value.
 PYTHON_LINE_MAGICS = ("time", "timeit", "prun")
+_MAGIC_OPTIONS = {
+    "time": re.compile(r""),
+    "timeit": re.compile(r"(?:-[nrp]\s*\d+\s+|-[tcqo]\s+)*"),
+    "prun": re.compile(r"(?:-[lsTD]\s*\S+\s+|-[rq]\s+)*"),
+}
 
 
 def load_error(message: str, reason: str) -> LoadError:
@@ -70,21 +76,28 @@ class SubmissionSource:
     # Modules of the submission's own folder it may import (name, source), read here and handed to the worker,
     # which cannot read the folder itself; empty unless asked for (``sibling_imports=True``).
     siblings: tuple[tuple[str, str], ...] = ()
-    # What the worker runs, when it is not `code` itself: a notebook's cells, each run within its time budget
-    # (line numbers in tracebacks are still those of `code`).
-    program: str = ""
+    # Notebooks run cell by cell: (the cell's number, its first line in `code`, its number of lines) for each
+    # cell with code to run; empty for a .py file and with ``definitions_only``, which run `code` as one program.
+    # Lines of `code` after the last cell (an assignment's adapter) run after the cells, as one program.
+    run_cells: tuple[tuple[int, int, int], ...] = ()
 
     @property
     def is_notebook(self) -> bool:
-        return self.path.suffix == ".ipynb"
+        return self.path.suffix.lower() == ".ipynb"
 
     def locate(self, lineno: int) -> str:
         """Where line ``lineno`` of :attr:`code` is in the file: "line 7", or "cell 3, line 2" in a notebook."""
+        cell, line = self.position(lineno)
+        return f"line {line}" if cell is None else f"cell {cell}, line {line}"
+
+    def position(self, lineno: int) -> tuple[int | None, int]:
+        """Line ``lineno`` of :attr:`code` as (its notebook cell's number, its line in that cell); (None,
+        ``lineno``) in a .py file or outside any cell."""
         index = bisect.bisect_right([start for start, _ in self.cells], lineno) - 1
         if not self.is_notebook or index < 0:
-            return f"line {lineno}"
+            return None, lineno
         start, number = self.cells[index]
-        return f"cell {number}, line {lineno - start + 1}"
+        return number, lineno - start + 1
 
     def line(self, lineno: int) -> str:
         """The text of line ``lineno`` of :attr:`code`, stripped; "" when there is no such line."""
@@ -126,11 +139,14 @@ def resolve_submission(spec: str) -> Path:
 def load_source(
     path: str | os.PathLike[str],
     *,
-    run_all_cells: bool = False,
+    definitions_only: bool = False,
     root: str | os.PathLike[str] | None = None,
     sibling_imports: bool = False,
 ) -> SubmissionSource:
     """Read a ``.py`` or ``.ipynb`` submission and check that it compiles; raises LoadError when it cannot.
+
+    A notebook runs every cell, one by one (:attr:`SubmissionSource.run_cells`); with ``definitions_only``,
+    only its imports, definitions and plain constants, as one program.
 
     Only a regular file is read, and a symbolic link only when it leads to a file inside ``root`` (default:
     the folder the path names, e.g. the submissions folder), so a link to an instructor's solution or to
@@ -143,13 +159,14 @@ def load_source(
         raise load_error(f"no such file: {path}", "not-found")
     if path.is_dir():
         raise load_error(f"{path} is a directory: expected a .py or .ipynb file", "not-found")
-    if path.suffix not in SUFFIXES:
+    # Case-insensitive, as `grade` finds submissions: sam.PY is a Python file.
+    if path.suffix.lower() not in SUFFIXES:
         raise load_error(f"expected a .py or .ipynb file, got {path.name}", "not-found")
     check_regular_file(path, Path(root) if root is not None else path.parent)
-    if path.suffix == ".py":
+    if path.suffix.lower() == ".py":
         source = SubmissionSource(path=path, code=_read_text(path), filename=str(path))
     else:
-        source = _notebook_source(path, run_all_cells=run_all_cells)
+        source = _notebook_source(path, definitions_only=definitions_only)
     _compile(source.code, source)
     if sibling_imports:
         source = dataclasses.replace(source, siblings=_siblings(path, Path(root) if root is not None else path.parent))
@@ -258,7 +275,7 @@ def _compile(code: str, source: SubmissionSource, offset: int = 0, *, cell: bool
 _MAGIC_LINE = re.compile(r"^\s*(?:[%!?]|[\w.,\s\[\]()*]+?\s*=\s*[%!]|[\w.\[\]()]+\?\??\s*$)")
 
 
-def _notebook_source(path: Path, *, run_all_cells: bool) -> SubmissionSource:
+def _notebook_source(path: Path, *, definitions_only: bool) -> SubmissionSource:
     import nbformat
 
     raw = _read_text(path)
@@ -271,7 +288,7 @@ def _notebook_source(path: Path, *, run_all_cells: bool) -> SubmissionSource:
     code: list[str] = []
     starts: list[tuple[int, int]] = []
     skipped: list[tuple[str, int]] = []
-    runnable: list[tuple[int, int, str]] = []  # (cell number, first line in `code`, the cell's kept text)
+    runnable: list[tuple[int, int, int]] = []  # (cell number, first line in `code`, number of lines)
     names = _Names()
     for number, (cell_type, text) in enumerate(cells, start=1):
         if cell_type != "code" or not isinstance(text, str):
@@ -289,18 +306,18 @@ def _notebook_source(path: Path, *, run_all_cells: bool) -> SubmissionSource:
         if tree is None:
             lines = _without_magics(lines)
             tree = _compile("\n".join(lines), partial, first - 1, cell=True)
-        kept = _keep(tree, lines, names, run_all_cells=run_all_cells)
+        kept = _keep(tree, lines, names, definitions_only=definitions_only)
         skipped.extend((name, first - 1 + lineno) for name, lineno in kept.skipped)
         code.extend(kept.lines)
         if any(line.strip() for line in kept.lines):
-            runnable.append((number, first, "\n".join(kept.lines)))
+            runnable.append((number, first, len(kept.lines)))
     return SubmissionSource(
         path=path,
         code="\n".join(code) + "\n",
         filename=str(path),
         cells=tuple(starts),
         skipped=tuple(skipped),
-        program=_cell_program(runnable, str(path)) if run_all_cells else "",
+        run_cells=() if definitions_only else tuple(runnable),
     )
 
 
@@ -310,51 +327,6 @@ def _cell_magic(lines: list[str]) -> str | None:
     if not first.startswith("%%"):
         return None
     return first[2:].split(maxsplit=1)[0] if first[2:].strip() else ""
-
-
-# The program a worker runs for a notebook: each cell compiled on its own (padded with newlines so that its line
-# numbers are those of SubmissionSource.code) and run in the submission's namespace under an interval timer. The
-# cut-off is a BaseException, so a cell's own `except Exception` does not swallow it; a bare `except:` can, and
-# then the load timeout still ends the worker. Notes go to stderr, which the worker captures for the reports.
-_CELL_RUNNER = """\
-def __gradcheckers_run_cells__(cells, budget, filename, namespace):
-    import signal, sys
-
-    class CellCutOff(BaseException):
-        pass
-
-    def cut_off(signum, frame):
-        raise CellCutOff()
-
-    previous = signal.signal(signal.SIGALRM, cut_off)
-    try:
-        for number, first, text in cells:
-            try:
-                try:
-                    signal.setitimer(signal.ITIMER_REAL, budget)
-                    exec(compile("\\n" * (first - 1) + text, filename, "exec", dont_inherit=True), namespace)
-                finally:
-                    signal.setitimer(signal.ITIMER_REAL, 0)
-            except CellCutOff:
-                print(f"[gradcheckers] notebook cell {number} ran longer than {budget:g} s and was cut off; "
-                      "the cells after it still ran", file=sys.stderr)
-            except (Exception, SystemExit) as error:  # Jupyter's kernel survives a cell's sys.exit() too
-                message = str(error)[:300]
-                print(f"[gradcheckers] notebook cell {number} raised {type(error).__name__}: {message}; "
-                      "the cells after it still ran", file=sys.stderr)
-    finally:
-        signal.signal(signal.SIGALRM, previous)
-
-
-__gradcheckers_run_cells__({cells!r}, {budget!r}, {filename!r}, globals())
-del __gradcheckers_run_cells__
-"""
-
-
-def _cell_program(cells: list[tuple[int, int, str]], filename: str) -> str:
-    return _CELL_RUNNER.replace("{cells!r}", repr(cells)).replace("{budget!r}", repr(CELL_SECONDS)).replace(
-        "{filename!r}", repr(filename)
-    )
 
 
 def _parse_cell(lines: list[str], source: SubmissionSource, offset: int) -> ast.Module | None:
@@ -378,8 +350,9 @@ def _without_magics(lines: list[str]) -> list[str]:
         if _MAGIC_LINE.search(line) and _starts_statement(out[:index]):
             indent = line[: len(line) - len(line.lstrip())]
             word, _, rest = line.strip().partition(" ")
-            if word.lstrip("%") in PYTHON_LINE_MAGICS and word.startswith("%") and rest.strip():
-                out[index] = indent + rest.strip()
+            statement = _magic_statement(word, rest)
+            if statement:
+                out[index] = indent + statement
             else:
                 # `pass`, not "": a magic inside an indented block must still leave the block a statement.
                 out[index] = indent + "pass"
@@ -388,6 +361,16 @@ def _without_magics(lines: list[str]) -> list[str]:
                     line, out[index] = out[index], ""
         index += 1
     return out
+
+
+def _magic_statement(word: str, rest: str) -> str:
+    """The Python statement of `%time stmt`, `%timeit -n1 stmt` or `%prun -l 5 stmt`; "" for any other magic."""
+    options = _MAGIC_OPTIONS.get(word[1:]) if word.startswith("%") and not word.startswith("%%") else None
+    if options is None:
+        return ""
+    rest = rest.strip() + " "
+    found = options.match(rest)  # a pattern of `(...)*` matches every string, if only with nothing
+    return rest[found.end() if found else 0 :].strip()
 
 
 def _starts_statement(before: list[str]) -> bool:
@@ -422,12 +405,12 @@ class _Kept:
     skipped: list[tuple[str, int]]
 
 
-def _keep(tree: ast.Module, lines: list[str], names: _Names, *, run_all_cells: bool) -> _Kept:
+def _keep(tree: ast.Module, lines: list[str], names: _Names, *, definitions_only: bool) -> _Kept:
     """The cell's lines with the statements that are not kept blanked out, so line numbers do not move."""
     out = [""] * len(lines)
     skipped: list[tuple[str, int]] = []
     for group in _line_groups(tree.body):
-        decisions = [_decide(statement, names, run_all_cells=run_all_cells) for statement in group]
+        decisions = [_decide(statement, names, definitions_only=definitions_only) for statement in group]
         first, last = _first_line(group[0]), max(s.end_lineno or s.lineno for s in group)
         for statement, keep in zip(group, decisions):
             if not keep:
@@ -458,11 +441,11 @@ def _first_line(statement: ast.stmt) -> int:
     return min([statement.lineno, *(d.lineno for d in decorators)])
 
 
-def _decide(statement: ast.stmt, names: _Names, *, run_all_cells: bool) -> bool:
+def _decide(statement: ast.stmt, names: _Names, *, definitions_only: bool) -> bool:
     """Whether a top-level statement is kept; records the names a kept statement binds."""
     if isinstance(statement, ast.ImportFrom) and statement.module == "__future__":
         return False  # only legal at the very top, which a cell's code no longer is once cells are joined
-    if run_all_cells:
+    if not definitions_only:
         names.bound.update(_bound_by(statement))
         return True
     keep = False

@@ -228,7 +228,7 @@ def test_the_gate_notebook_is_up_to_date() -> None:
 def test_a_notebook_with_magics_and_a_training_loop_passes(tmp_path: Path) -> None:
     # Were the training loop run, loading would time out (exit 2) instead.
     run = gradcheckers("check", str(SUBMISSIONS / "gate_notebook.ipynb"), *FAST, "--load-timeout", "10",
-                       tmp_path=tmp_path)
+                       "--definitions-only", tmp_path=tmp_path)
     assert run.returncode == 0, run.stdout
     assert reasons(run.report) == only() and run.report["output"] == ""
 
@@ -383,20 +383,99 @@ STUDENT_NOTEBOOK_CELLS = [
     "        H, P = forward(X, W1, b1, W2, b2)\n"
     "        return ((-2 * (Y - P) @ W2.T) * H * (1 - H)).sum(0)",
     "%matplotlib inline\n"
+    "%config InlineBackend.figure_format = \\\n"
+    "    'retina'\n"
+    "%timeit -n1 -r1 SCALE = (4\n"
+    "                         % 3)\n"
     "def grad_W2(X, Y, W1, b1, W2, b2):\n"
     "    H, P = forward(X, W1, b1, W2, b2)\n"
-    "    return H.T @ (-2 * (Y - P))\n"
-    "SCALE = (4\n"
-    "         % 3)",
+    "    return H.T @ (-2 * (Y - P))",
+    # A training cell: the grader refuses the backward pass, which stops this cell and no other.
+    "net = torch.nn.Linear(3, 1)\n"
+    "opt = torch.optim.SGD(net.parameters(), lr=0.1)\n"
+    "for epoch in range(100):\n"
+    "    opt.zero_grad()\n"
+    "    loss = net(torch.ones(2, 3)).pow(2).sum()\n"
+    "    loss.backward()\n"
+    "    opt.step()",
     "while True:  # a training loop left running\n    time.sleep(0.1)",
+    "print('accuracy', 1 / 0)",
     "def grad_b2(X, Y, W1, b1, W2, b2):\n    return SCALE * (-2 * (Y - forward(X, W1, b1, W2, b2)[1])).sum(0)",
+]
+# Cell numbers count the markdown cell in front, as a student counts them when scrolling.
+STUDENT_NOTEBOOK_NOTES = [
+    "cell 6 called Tensor.backward at line 6: `loss.backward()`, which the grader does not allow; the cells after "
+    "it still ran",
+    "cell 7 ran longer than 5 s and was cut off; the cells after it still ran",
+    "cell 8 raised ZeroDivisionError: division by zero at line 1: `print('accuracy', 1 / 0)`; the cells after it "
+    "still ran",
 ]
 
 
-def test_a_students_notebook_runs_as_run_all_would(tmp_path: Path) -> None:
-    path = tmp_path / "student.ipynb"
-    nbformat.write(new_notebook(cells=[new_code_cell(c) for c in STUDENT_NOTEBOOK_CELLS]), str(path))
-    run = gradcheckers("check", str(path), *FAST, "--run-all-cells", tmp_path=tmp_path)
+def student_notebook(path: Path) -> Path:
+    cells = [new_markdown_cell("# Homework 2"), *(new_code_cell(c) for c in STUDENT_NOTEBOOK_CELLS)]
+    nbformat.write(new_notebook(cells=cells), str(path))
+    return path
+
+
+def test_a_students_notebook_runs_every_cell_by_default(tmp_path: Path) -> None:
+    run = gradcheckers("check", str(student_notebook(tmp_path / "student.ipynb")), *FAST, tmp_path=tmp_path)
     assert (run.returncode, reasons(run.report)) == (0, only()), run.stdout
-    assert "[gradcheckers] notebook cell 5 ran longer than 5 s and was cut off" in run.report["output"]
-    assert "notebook cell 5 ran longer" in run.stdout  # the terminal report shows the output excerpt
+    assert run.report["cell_notes"] == STUDENT_NOTEBOOK_NOTES
+    assert "\n".join(f"  {note}" for note in STUDENT_NOTEBOOK_NOTES) in run.stdout  # the terminal report too
+    gradescope = json.loads((tmp_path / "report.gradescope").read_text())
+    assert gradescope["output"] == "\n".join(["Notebook cells the grader stopped:", *STUDENT_NOTEBOOK_NOTES])
+    assert "- `cell 7 ran longer than 5 s and was cut off; the cells after it still ran`" in (
+        tmp_path / "report.markdown").read_text()
+
+
+def test_run_all_cells_is_still_accepted_and_changes_nothing(tmp_path: Path) -> None:
+    run = gradcheckers("check", str(student_notebook(tmp_path / "student.ipynb")), *FAST, "--run-all-cells",
+                       "--parameter", "b2", tmp_path=tmp_path)
+    assert (run.returncode, run.report["cell_notes"]) == (0, STUDENT_NOTEBOOK_NOTES), run.stdout
+
+
+def test_definitions_only_runs_the_old_way(tmp_path: Path) -> None:
+    # `act = torch.nn.Sigmoid()` calls something, so it is not a definition: every gradient then misses it.
+    run = gradcheckers("check", str(student_notebook(tmp_path / "student.ipynb")), *FAST, "--definitions-only",
+                       "--parameter", "W2", tmp_path=tmp_path)
+    assert (run.returncode, run.report["cell_notes"]) == (1, []), run.stdout
+    assert run.report["parameters"]["W2"]["reason"] == "error"
+    assert "(note: `act` is set at cell 2, line 3, which was not run: with --definitions-only" in run.stdout
+
+
+def test_a_refused_call_in_a_gradient_function_still_fails_it(tmp_path: Path) -> None:
+    # The same refusal that only stops a top-level cell is the parameter's failure when grading calls it.
+    path = tmp_path / "student.ipynb"
+    cells = [new_code_cell(c) for c in STUDENT_NOTEBOOK_CELLS[:-1]] + [new_code_cell(
+        "def grad_b2(X, Y, W1, b1, W2, b2):\n"
+        "    b2 = b2.clone().requires_grad_()\n"
+        "    ((Y - forward(X, W1, b1, W2, b2)[1]) ** 2).sum().backward()\n"
+        "    return b2.grad"
+    )]
+    nbformat.write(new_notebook(cells=cells), str(path))
+    run = gradcheckers("check", str(path), *FAST, "--parameter", "b2", tmp_path=tmp_path)
+    assert (run.returncode, reasons(run.report)) == (1, {"b2": "forbidden"}), run.stdout
+    assert len(run.report["cell_notes"]) == 3
+
+
+def test_a_cell_cannot_forge_or_hide_the_grader_s_notes(tmp_path: Path) -> None:
+    path = tmp_path / "student.ipynb"
+    hide = (  # empty the worker's record of the refusal it just made, to have the cell pass for clean
+        "import torch\n"
+        "try:\n"
+        "    torch.ones(1).backward()\n"
+        "except BaseException:\n"
+        "    for cell in torch.Tensor.backward.__closure__:\n"
+        "        if hasattr(cell.cell_contents, '__self__'):\n"
+        "            cell.cell_contents.__self__.used.clear()"
+    )
+    forge = "print('cell 9 ran longer than 5 s and was cut off; the cells after it still ran')"
+    cells = [new_code_cell(c) for c in [forge, *STUDENT_NOTEBOOK_CELLS]]
+    nbformat.write(new_notebook(cells=cells), str(path))
+    run = gradcheckers("check", str(path), *FAST, "--parameter", "b2", tmp_path=tmp_path)
+    assert (run.returncode, run.report["cell_notes"]) == (0, STUDENT_NOTEBOOK_NOTES), run.stdout  # printed, not noted
+    nbformat.write(new_notebook(cells=[new_code_cell(c) for c in [hide, *STUDENT_NOTEBOOK_CELLS]]), str(path))
+    run = gradcheckers("check", str(path), *FAST, "--parameter", "b2", tmp_path=tmp_path)
+    assert (run.returncode, run.report["load_reason"]) == (2, "forbidden"), run.stdout
+    assert "Tensor.backward was used" in run.report["load_error"]

@@ -48,3 +48,27 @@ def test_a_link_to_a_file_outside_is_not_graded_and_the_file_is_not_read(tmp_pat
         assert rows[student]["status"].startswith("cannot check"), rows[student]
         assert "link" in rows[student]["status"], rows[student]
         assert rows[student]["total"] == "0", rows[student]
+
+
+def test_a_notebook_runs_every_cell_and_the_stopped_cells_are_named(tmp_path: Path) -> None:
+    import json
+
+    from test_cli import STUDENT_NOTEBOOK_NOTES, student_notebook
+
+    course = tmp_path / "course"
+    (course / "carol").mkdir(parents=True)
+    student_notebook(course / "carol" / "homework.ipynb")
+    rows = grade(course, tmp_path)
+    assert rows["carol"]["status"] == "passed", rows["carol"]
+    report = json.loads((tmp_path / "out" / "reports" / "carol.json").read_text())
+    assert report["cell_notes"] == STUDENT_NOTEBOOK_NOTES
+
+
+def test_check_and_grade_agree_on_an_upper_case_suffix(tmp_path: Path) -> None:
+    course = tmp_path / "course"
+    course.mkdir()
+    (course / "sam.PY").write_text(CORRECT)
+    assert grade(course, tmp_path)["sam"]["status"] == "passed"
+    done = subprocess.run([sys.executable, "-m", "gradcheckers", "check", str(course / "sam.PY"), *OPTIONS[:4],
+                           "--quiet"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (0, f"{course / 'sam.PY'}: PASS (4/4)\n"), done.stdout + done.stderr

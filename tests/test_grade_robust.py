@@ -213,7 +213,9 @@ def test_after_a_crash_only_what_is_missing_is_graded_and_a_changed_submission_i
     assert code == 0 and "This run: 4 graded in" in out
 
 
-def test_a_dask_local_cluster_grades_every_submission_exactly_once_when_a_worker_dies(tmp_path: Path) -> None:
+def test_a_dask_local_cluster_grades_every_submission_exactly_once_when_a_worker_dies(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     distributed = pytest.importorskip("distributed")
     course = make_course(tmp_path, 4)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
@@ -229,3 +231,5 @@ def test_a_dask_local_cluster_grades_every_submission_exactly_once_when_a_worker
         (f"s{i}", "passed") for i in range(4)]
     graded = query(course, "SELECT student FROM events WHERE event = 'graded'")
     assert sorted(row[0] for row in graded) == [f"s{i}" for i in range(4)]  # every row exactly once
+    # The Dask workers write to our own stderr: no Hypothesis warning about `random` (see test_cluster.py).
+    assert "HypothesisDeprecationWarning" not in capfd.readouterr().err

@@ -34,6 +34,6 @@ def test_the_settings_digest_changes_with_what_decides_a_verdict() -> None:
     base = GradeSpec(CheckSettings(), Limits())
     assert settings_digest(base) == settings_digest(GradeSpec(CheckSettings(), Limits(), reuse=False))
     for other in (GradeSpec(CheckSettings(seed=1), Limits()), GradeSpec(CheckSettings(), Limits(call_timeout=3)),
-                  GradeSpec(CheckSettings(), Limits(), run_all_cells=True),
+                  GradeSpec(CheckSettings(), Limits(), definitions_only=True),
                   GradeSpec(CheckSettings(), Limits(), parameters=("W1",))):
         assert settings_digest(other) != settings_digest(base)

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -104,3 +105,28 @@ def test_a_plain_pytest_run_leaves_the_statistical_tests_out() -> None:
     addopts = _pyproject()["tool"]["pytest"]["ini_options"]["addopts"]
     assert "-m 'not slow'" in addopts
     assert "python -m pytest -n 2 -m slow" in (ROOT / ".ci" / "run").read_text()
+
+
+def _readme_install_blocks() -> list[list[str]]:
+    """The README's install recipes: its ```bash blocks that make a virtual environment and install into it."""
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.DOTALL)
+    recipes = [block.strip().splitlines() for block in blocks if block.startswith("python3 -m venv")]
+    assert len(recipes) == 2, recipes  # the quick start and the test suite's
+    return recipes
+
+
+def _runs_in_order(lines: list[str], script: list[str]) -> bool:
+    """Whether ``lines`` appear in ``script`` one after the other, as they are written (indentation aside)."""
+    stripped = [line.strip() for line in script]
+    return any(stripped[i : i + len(lines)] == lines for i in range(len(stripped)))
+
+
+def test_ci_runs_the_readmes_install_recipes_as_written() -> None:
+    script = (ROOT / ".ci" / "run").read_text().splitlines()
+    for recipe in _readme_install_blocks():
+        assert _runs_in_order(recipe, script), f".ci/run does not run this README recipe as written: {recipe}"
+    # Every torch that the README or CI installs comes the same way: pinned, the CPU index an extra one.
+    torch = "torch==2.13.0 --extra-index-url https://download.pytorch.org/whl/cpu"
+    readme = (ROOT / "README.md").read_text().splitlines()
+    installs = [line for line in readme + script if re.search(r"pip3? install .*torch==", line)]
+    assert len(installs) >= 6 and all(line.rstrip().endswith(torch) for line in installs), installs

@@ -47,7 +47,7 @@ def check_report(data: Mapping[str, Any]) -> None:
         "submission": (str,), "assignment": (str,), "passed": (bool,), "seed": (int,), "settings": (dict,),
         "load_error": (str, type(None)), "load_reason": (str, type(None)), "score": (int, float),
         "max_score": (int, float), "parameters": (dict,), "output": (str,), "timings": (dict,),
-        "internal_error": (str, type(None)),
+        "internal_error": (str, type(None)), "cell_notes": (list,),
     }
     for key, kinds in types.items():
         assert key in data, f"the report has no {key!r}"
@@ -58,6 +58,7 @@ def check_report(data: Mapping[str, Any]) -> None:
     assert _is(settings["stress"], bool), settings
     assert all(settings[k] is None or _is(settings[k], int, float) for k in ("rtol", "atol")), settings
     assert all(_is(v, int, float) for v in data["timings"].values()), data["timings"]
+    assert all(_is(note, str) for note in data["cell_notes"]), data["cell_notes"]
     if data["assignment"].startswith("two-layer"):  # the seed's parameters; other assignments name their own
         assert set(data["parameters"]) <= set(PARAMETERS), data["parameters"].keys()
     for name, result in data["parameters"].items():
@@ -199,7 +200,7 @@ def sample_report(reasons: Mapping[str, str | None] | None = None, *, load_error
                      "rtol": None, "atol": None},
         "load_error": load_error, "load_reason": "syntax" if load_error else None,
         "score": float(sum(r["passed"] for r in params.values())), "max_score": 4.0,
-        "parameters": params, "output": output, "timings": {"worker_start": 0.01},
+        "parameters": params, "output": output, "cell_notes": [], "timings": {"worker_start": 0.01},
         "internal_error": None, "started": "2026-11-30T21:00:00+00:00",
     }
 

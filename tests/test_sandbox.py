@@ -117,15 +117,15 @@ def test_tensors_are_converted_to_numbers(open_worker: OpenWorker) -> None:
 
 def test_a_notebook_runs_its_definitions_only(open_worker: OpenWorker) -> None:
     # The notebook also installs packages and trains in a `while True` loop: loading it must not run either.
-    worker = open_worker("notebook_magics.ipynb", run_all_cells=False)
+    worker = open_worker("notebook_magics.ipynb", definitions_only=True)
     arrays = network()
     np.testing.assert_allclose(worker.call("grad_W1", arrays), autograd(arrays)["W1"], rtol=1e-12)
     uses_net = failure(worker, "uses_net", arrays[:1])
     assert uses_net.reason == "error"
     assert uses_net.message == (
         "uses_net() raised NameError: name 'net' is not defined at cell 7, line 10 (in uses_net): `return net(X)`\n"
-        "(note: `net` is set at cell 6, line 1, which was not run: from a notebook only imports, functions, classes "
-        "and constant assignments are loaded; load it with run_all_cells=True to run every cell)"
+        "(note: `net` is set at cell 6, line 1, which was not run: with --definitions-only, a notebook's imports, "
+        "functions, classes and constant assignments are all that runs; leave that option out to run every cell)"
     )
 
 
@@ -617,3 +617,66 @@ def test_asking_for_cuda_without_it_is_the_callers_mistake(open_worker: OpenWork
     with pytest.raises(InvalidArgument, match=r"^device='cuda': CUDA is not available on this machine$"):
         worker.call("grad_W1", network(), device="cuda")
     assert worker.call("grad_b2", network()).shape == (3,)
+
+
+# --- notebooks: a refused call, an error or an overlong cell stops that cell only -----------------------------
+
+
+def _notebook_worker(tmp_path: Path, *cells: str, limits: Limits = FAST) -> Worker:
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    path = tmp_path / "student.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell(c) for c in cells]), str(path))
+    return Worker(load_source(path), limits)
+
+
+def test_a_refused_call_at_the_top_of_a_py_file_still_fails_the_load(tmp_path: Path) -> None:
+    path = tmp_path / "train.py"
+    path.write_text("import torch\ntorch.ones(1).backward()\n")
+    worker = Worker(load_source(path), FAST)
+    with pytest.raises(LoadError) as caught:
+        worker.start()
+    worker.close()
+    assert caught.value.reason == "forbidden"  # type: ignore[attr-defined]
+
+
+def test_a_notebook_cell_that_swallows_its_cut_off_meets_the_load_timeout(tmp_path: Path) -> None:
+    # The cut-off is an exception; a bare `except` in a loop can outlast it, but not the whole load's timeout.
+    worker = _notebook_worker(tmp_path, "import time\nwhile True:\n    try:\n        time.sleep(1)\n    except:\n"
+                              "        pass", limits=Limits(load_timeout=8.0))
+    with pytest.raises(LoadError) as caught:
+        worker.start()
+    worker.close()
+    assert caught.value.reason == "timeout"  # type: ignore[attr-defined]
+    assert str(caught.value).endswith(
+        "did not finish loading within 8 s: its cells ran longer than that in all (each is cut off after 5 s, unless "
+        "it catches every cut-off, e.g. with a bare `except:` in a loop): move long-running work into functions that "
+        "are not called"
+    )
+
+
+def test_the_guards_stay_after_a_cell_is_stopped(tmp_path: Path) -> None:
+    # A cell that catches its refusal and turns grad mode back on is refused again; a grading call still is.
+    worker = _notebook_worker(
+        tmp_path,
+        "import torch\ntry:\n    torch.ones(1).backward()\nexcept BaseException:\n    torch.set_grad_enabled(True)",
+        "def grad_W1(X, Y, W1, b1, W2, b2):\n    return torch.autograd.grad(W1.sum(), W1)[0]",
+    )
+    with worker:
+        worker.start()
+        assert worker.cell_notes == (
+            "cell 1 called Tensor.backward at line 3: `torch.ones(1).backward()`, which the grader does not allow; "
+            "the cells after it still ran",
+        )
+        assert failure(worker, "grad_W1").reason == "forbidden"
+
+
+def test_a_cell_note_names_a_line_of_an_earlier_cell_with_its_cell(tmp_path: Path) -> None:
+    worker = _notebook_worker(tmp_path, "import torch\ndef train():\n    torch.ones(1).backward()", "X = 1\ntrain()")
+    with worker:
+        worker.start()
+        assert worker.cell_notes == (
+            "cell 2 called Tensor.backward at cell 1, line 3: `torch.ones(1).backward()`, which the grader does not "
+            "allow; the cells after it still ran",
+        )

@@ -164,7 +164,7 @@ def code_line(source: SubmissionSource, text: str) -> int:
 
 
 def test_a_notebook_keeps_its_definitions_only_when_asked() -> None:
-    source = load_source(SUBMISSIONS / "notebook_magics.ipynb", run_all_cells=False)
+    source = load_source(SUBMISSIONS / "notebook_magics.ipynb", definitions_only=True)
     assert source.is_notebook
     kept = [line for line in source.code.splitlines() if line.strip()]
     assert kept == [
@@ -196,7 +196,7 @@ def test_notebook_lines_map_back_to_cells() -> None:
 
 
 def test_a_notebook_remembers_where_skipped_names_were_set() -> None:
-    source = load_source(SUBMISSIONS / "notebook_magics.ipynb", run_all_cells=False)
+    source = load_source(SUBMISSIONS / "notebook_magics.ipynb", definitions_only=True)
     net = source.skipped_binding("net")
     assert net is not None and source.locate(net) == "cell 6, line 1"
     scratch = source.skipped_binding("scratch")
@@ -204,8 +204,8 @@ def test_a_notebook_remembers_where_skipped_names_were_set() -> None:
     assert source.skipped_binding("grad_W1") is None
 
 
-def test_run_all_cells_keeps_everything_but_ipython_syntax() -> None:
-    source = load_source(SUBMISSIONS / "notebook_magics.ipynb", run_all_cells=True)
+def test_every_cell_is_kept_by_default_but_ipython_syntax() -> None:
+    source = load_source(SUBMISSIONS / "notebook_magics.ipynb")
     assert "while True:" in source.code
     assert "print(net)" in source.code
     assert "pip" not in source.code and "%" not in source.code and "torch.sum?" not in source.code
@@ -264,7 +264,7 @@ def test_constant_assignments_need_their_names(tmp_path: Path) -> None:
     )
     path = tmp_path / "constants.ipynb"
     nbformat.write(notebook, str(path))
-    kept = [line for line in load_source(path, run_all_cells=False).code.splitlines() if line]
+    kept = [line for line in load_source(path, definitions_only=True).code.splitlines() if line]
     assert kept == [
         "import torch",
         "A = torch.float32",
@@ -326,7 +326,7 @@ def test_a_line_magic_leaves_a_continuation_line_alone(tmp_path: Path) -> None:
 
 def test_a_magic_continued_with_a_backslash_takes_its_lines_with_it(tmp_path: Path) -> None:
     path = _notebook(tmp_path, "!pip install numpy \\\n    torch\nX = 1\n")
-    assert load_source(path, run_all_cells=True).code.splitlines()[:3] == ["pass", "", "X = 1"]
+    assert load_source(path).code.splitlines()[:3] == ["pass", "", "X = 1"]
 
 
 def test_time_magics_run_their_python(tmp_path: Path) -> None:
@@ -341,3 +341,17 @@ def test_time_magics_run_their_python(tmp_path: Path) -> None:
 def test_other_cell_magics_stay_ipythons(tmp_path: Path) -> None:
     path = _notebook(tmp_path, "%%bash\necho hi\n", "X = 1\n")
     assert [line for line in load_source(path).code.splitlines() if line] == ["X = 1"]
+
+
+def test_timeit_options_are_not_python(tmp_path: Path) -> None:
+    path = _notebook(tmp_path, "%timeit -n1 -r 3 -q total = (10\n              % 7)\n%prun -l 5 -s time X = 1\n")
+    assert load_source(path).code.splitlines()[:3] == ["total = (10", "              % 7)", "X = 1"]
+
+
+def test_a_suffix_in_capitals_is_the_same_file_type(tmp_path: Path) -> None:
+    # As `grade` reads it: sam.PY is a Python file, HW.IPYNB a notebook.
+    (tmp_path / "sam.PY").write_text("X = 1\n")
+    assert load_source(tmp_path / "sam.PY").code == "X = 1\n"
+    nbformat.write(new_notebook(cells=[new_code_cell("X = 1")]), str(tmp_path / "HW.IPYNB"))
+    source = load_source(tmp_path / "HW.IPYNB")
+    assert source.is_notebook and source.locate(1) == "cell 1, line 1"
