@@ -35,7 +35,7 @@ from torch import Tensor
 
 from gradcheckers import strategies
 from gradcheckers.assignment import Assignment, Case, Hyperparameter, Sizes
-from gradcheckers.compare import Verdict, judge_with_limits
+from gradcheckers.compare import ReferenceNames, Verdict, judge_with_limits
 from gradcheckers.errors import GradientMismatchError, InvalidArgument
 from gradcheckers.references import autograd_gradients, finite_difference_gradients
 from gradcheckers.rounding import RoundingEstimate, estimate_rounding
@@ -72,6 +72,13 @@ KINK_STEP_DIVISOR = 8.0
 # tolerance allows) is the signature of differentiating a slightly different function: a safety epsilon.
 UNIFORM_RELATIVE_LIMIT = 1e-4
 UNIFORM_RELATIVE_FLOOR = 1e-10
+
+# What the messages call the references of each path (never autograd where none ran).
+NUMPY_REFERENCES = ReferenceNames(reference="central differences of the forward", confirmation=None,
+                                  undecided="central differences of the forward at two steps disagree (or are not "
+                                  "finite)", gives="give")
+FORWARD_REFERENCE = ReferenceNames(value="forward", reference="the reference forward", confirmation=None,
+                                   undecided="the reference forward is not finite")
 
 Array = Any  # a numpy array or a torch tensor
 Forward = Callable[..., Any]
@@ -414,7 +421,7 @@ def _forward_verdict(layer: _Layer, case: Case, arrays: Mapping[str, np.ndarray]
     allowed = allowed_error(ref, rounding, dtype, layer.tolerance)
     conclusive = torch.isfinite(ref)
     verdict = judge_with_limits("forward", out, tuple(ref.shape), ref, ref, torch.zeros_like(ref), conclusive, allowed,
-                                dtype, lambda: f"Case: {case.describe()}", "forward's output")
+                                dtype, lambda: f"Case: {case.describe()}", "forward's output", names=FORWARD_REFERENCE)
     if verdict.status == "fail" and verdict.reason == "mismatch":
         got = torch.as_tensor(np.asarray(out, dtype=np.float64))
         if _uniformly_close(got, ref):
@@ -498,13 +505,10 @@ def _fd_verdict(layer: _Layer, case: Case, name: str, value: Any, fd: tuple[np.n
         conclusive &= (ref - ref2).abs() <= REFERENCE_SAFETY * (err + err2)
     # The reference is itself an estimate: the analytic gradient may differ from it by its error estimate too.
     allowed = allowed_error(ref, generic_rounding(ref, None, dtype), dtype, layer.tolerance) + REFERENCE_SAFETY * err
-    verdict = judge_with_limits(name, _to_numpy(value), tuple(ref.shape), ref, ref, err, conclusive, allowed, dtype,
-                                lambda: f"Case: {case.describe()}; the reference: central differences of the numpy "
-                                "forward in float64 (no autograd)", f"backward's {layer.names[name]}")
-    # One reference here, not two: say so in the summary the generic verdict wrote for autograd and differences.
-    summary = verdict.summary.replace("disagrees with autograd and finite differences (which agree with each other)",
-                                      "disagrees with central differences of the forward")
-    return Verdict(verdict.parameter, verdict.status, verdict.reason, summary, verdict.details, verdict.worst)
+    return judge_with_limits(name, _to_numpy(value), tuple(ref.shape), ref, ref, err, conclusive, allowed, dtype,
+                             lambda: f"Case: {case.describe()}; the reference: central differences of the numpy "
+                             "forward in float64 (no torch reference was given)", f"backward's {layer.names[name]}",
+                             names=NUMPY_REFERENCES)
 
 
 # --------------------------------------------------------------------------------------------------------
