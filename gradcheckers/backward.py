@@ -37,6 +37,7 @@ from gradcheckers import strategies
 from gradcheckers.assignment import Assignment, Case, Hyperparameter, Sizes
 from gradcheckers.compare import ReferenceNames, Verdict, judge_with_limits
 from gradcheckers.errors import GradientMismatchError, InvalidArgument
+from gradcheckers.forward_verdict import UNIFORM_RELATIVE_FLOOR, UNIFORM_RELATIVE_LIMIT, judge_forward
 from gradcheckers.references import autograd_gradients, finite_difference_gradients
 from gradcheckers.rounding import RoundingEstimate, estimate_rounding
 from gradcheckers.tolerance import REFERENCE_SAFETY, Tolerance, allowed_error, generic_rounding, references_agree
@@ -68,17 +69,11 @@ FD_ROUNDING_TERMS = 64.0
 # more than their own error estimates (x REFERENCE_SAFETY), the function is not smooth within reach of the
 # element, and the element is inconclusive.
 KINK_STEP_DIVISOR = 8.0
-# A mismatch where every element is off by the same tiny relative amount (below 1e-4, above the rounding the
-# tolerance allows) is the signature of differentiating a slightly different function: a safety epsilon.
-UNIFORM_RELATIVE_LIMIT = 1e-4
-UNIFORM_RELATIVE_FLOOR = 1e-10
 
 # What the messages call the references of each path (never autograd where none ran).
 NUMPY_REFERENCES = ReferenceNames(reference="central differences of the forward", confirmation=None,
                                   undecided="central differences of the forward at two steps disagree (or are not "
                                   "finite)", gives="give")
-FORWARD_REFERENCE = ReferenceNames(value="forward", reference="the reference forward", confirmation=None,
-                                   undecided="the reference forward is not finite")
 
 Array = Any  # a numpy array or a torch tensor
 Forward = Callable[..., Any]
@@ -406,43 +401,13 @@ def _numpy_differences(layer: _Layer, case: Case, arrays: Mapping[str, np.ndarra
 
 def _forward_verdict(layer: _Layer, case: Case, arrays: Mapping[str, np.ndarray], out: np.ndarray,
                      dtype: torch.dtype) -> Verdict:
-    """The student's forward output against the reference forward's, in float64 (generic rounding)."""
+    """The student's forward output against the reference forward's (see :mod:`gradcheckers.forward_verdict`)."""
     assert layer.reference is not None
     try:
-        ref = _split(layer.reference(*_torch_args(arrays).values(), **_hyper(layer, case)))[0]
-        ref = torch.as_tensor(ref).detach().to(torch.float64)
+        ref = torch.as_tensor(_split(layer.reference(*_torch_args(arrays).values(), **_hyper(layer, case)))[0])
     except Exception as error:
         raise _reference_failure(layer.reference, case, error) from error
-    got_shape = tuple(np.shape(out))
-    if got_shape != tuple(ref.shape):
-        return Verdict("forward", "fail", "shape", f"forward returned an output of shape {got_shape}; the reference "
-                       f"forward's has shape {tuple(ref.shape)}", f"Case: {case.describe()}")
-    rounding = generic_rounding(ref, None, dtype)
-    allowed = allowed_error(ref, rounding, dtype, layer.tolerance)
-    conclusive = torch.isfinite(ref)
-    verdict = judge_with_limits("forward", out, tuple(ref.shape), ref, ref, torch.zeros_like(ref), conclusive, allowed,
-                                dtype, lambda: f"Case: {case.describe()}", "forward's output", names=FORWARD_REFERENCE)
-    if verdict.status == "fail" and verdict.reason == "mismatch":
-        got = torch.as_tensor(np.asarray(out, dtype=np.float64))
-        if _uniformly_close(got, ref):
-            return _with_hint(verdict, "the forward computes a slightly different function from the reference (a "
-                              "safety epsilon such as log(p + 1e-8)?): the loss differentiated must be the loss the "
-                              "formula differentiates")
-    return verdict
-
-
-def _with_hint(verdict: Verdict, hint: str) -> Verdict:
-    return Verdict(verdict.parameter, verdict.status, verdict.reason, verdict.summary,
-                   f"{verdict.details}\nLikely cause: {hint}", verdict.worst)
-
-
-def _uniformly_close(got: Tensor, ref: Tensor) -> bool:
-    """Every sizeable element off by a relative amount below UNIFORM_RELATIVE_LIMIT (a slightly different function)."""
-    big = ref.abs() > 1e-3 * float(ref.abs().max()) if ref.numel() else ref.bool()
-    if not bool(big.any()) or got.shape != ref.shape:
-        return False
-    rel = ((got - ref).abs() / ref.abs())[big]
-    return bool((rel < UNIFORM_RELATIVE_LIMIT).all())
+    return judge_forward(out, ref, dtype, layer.tolerance, lambda: f"Case: {case.describe()}")
 
 
 def _evaluate(layer: _Layer, case: Case) -> tuple[list[Verdict], int]:
@@ -629,7 +594,7 @@ def _hint(verdicts: Sequence[Verdict], case: Case) -> str | None:
         return None
     if worst.autograd and worst.analytic and math.isfinite(worst.analytic):
         rel = abs(worst.analytic - worst.autograd) / abs(worst.autograd)
-        # Above ~1e3 ulps (1e-13) the difference is no longer rounding; below UNIFORM_RELATIVE_LIMIT it is no
+        # Above UNIFORM_RELATIVE_FLOOR the difference is no longer rounding; below UNIFORM_RELATIVE_LIMIT it is no
         # mistake in the formula either.
         if UNIFORM_RELATIVE_FLOOR < rel < UNIFORM_RELATIVE_LIMIT:
             return ("the mismatch is tiny and relative: the loss differentiated must be the loss the formula "

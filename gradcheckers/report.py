@@ -187,11 +187,15 @@ def _terminal_report(report: Report) -> str:
         lines.append(f"cannot check the submission: {report['load_error']}")
         return "\n".join(lines)
     params: Mapping[str, Mapping[str, Any]] = report.get("parameters", {})
-    width = max((len(p) for p in params), default=2)
-    for name, result in params.items():
+    forward: Mapping[str, Any] | None = report.get("forward")
+    verdicts = {**({"forward": forward} if forward else {}), **params}
+    width = max((len(p) for p in verdicts), default=2)
+    for name, result in verdicts.items():
         verdict = "PASS" if result["passed"] else f"FAIL ({result.get('reason')})"
         extra = f", {result['inconclusive']} inconclusive" if result.get("inconclusive") else ""
         lines.append(f"  {name:<{width}}  {verdict:<22} {count_cases(result)}{extra}")
+    if forward and not forward["passed"]:
+        lines += ["", format_failure("forward", forward, reproduce_command(report)), WRONG_FORWARD]
     for name, result in params.items():
         if not result["passed"]:
             lines += ["", format_failure(name, result, reproduce_command(report, name))]
@@ -200,11 +204,23 @@ def _terminal_report(report: Report) -> str:
     score = report.get("score")
     if score is not None:
         lines += ["", f"score {score:g} / {report.get('max_score', len(params)):g}: "
-                      + ("all gradients agree" if report.get("passed") else "some gradients are wrong")]
+                      + _outcome(report, params)]
     output = str(report.get("output") or "")
     if output.strip():
         lines += ["", "Output of the submission (excerpt):", _excerpt(output)]
     return "\n".join(lines)
+
+
+def _outcome(report: Report, params: Mapping[str, Mapping[str, Any]]) -> str:
+    if report.get("passed"):
+        return "all gradients agree"
+    if params and all(r["passed"] for r in params.values()) and not (report.get("forward") or {}).get("passed", True):
+        return "every gradient agrees, but the forward is wrong"
+    return "some gradients are wrong"
+
+
+WRONG_FORWARD = ("The forward is wrong, so the gradients below are judged against the reference forward, not against "
+                 "this one: they may pass or fail for reasons the forward hides. Fix the forward first.")
 
 
 def count_cases(result: Mapping[str, Any]) -> str:
@@ -236,6 +252,9 @@ def markdown_summary(report: Report) -> str:
         lines.append(f"| `{name}` | {verdict} | {result.get('examples', 0)} | {case} |")
     if report.get("internal_error"):
         lines += ["", f"**Internal error of gradcheckers** (not a verdict): `{report['internal_error']}`"]
+    forward = report.get("forward")
+    if forward and not forward["passed"]:
+        lines += ["", f"**The forward is wrong** ({_md_inline(str(forward.get('reason')))}): {WRONG_FORWARD}"]
     lines += ["", f"Score: **{report.get('score', 0):g} / {report.get('max_score', len(params)):g}**, "
                   f"seed {report.get('seed')}"]
     for name, result in params.items():

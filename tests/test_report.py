@@ -63,11 +63,15 @@ def check_report(data: Mapping[str, Any]) -> None:
     for name, result in data["parameters"].items():
         assert name.isidentifier(), name
         check_parameter(name, result, seed_sizes=data["assignment"].startswith("two-layer"))
+    forward = data.get("forward")  # null, or a verdict shaped like a parameter's (layer assignments)
+    if forward is not None:
+        check_parameter("forward", forward, seed_sizes=False)
     if data["load_error"] is not None:
         assert data["parameters"] == {} and not data["passed"]
     else:
         assert data["passed"] == (data["internal_error"] is None and bool(data["parameters"])
-                                  and all(r["passed"] for r in data["parameters"].values()))
+                                  and all(r["passed"] for r in data["parameters"].values())
+                                  and (forward is None or forward["passed"]))
     assert 0 <= data["score"] <= data["max_score"]
     json.dumps(data, allow_nan=False)  # strict JSON: no NaN or infinities
 
