@@ -496,21 +496,18 @@ def gradcheckers_settings(request: pytest.FixtureRequest) -> CheckSettings:
 
 @pytest.fixture
 def gradcheckers_case(request: pytest.FixtureRequest, gradcheckers_settings: CheckSettings) -> Any:
-    """One case drawn from the settings, the same for a given test and seed on every run."""
-    from gradcheckers.assignment import SIZE_NAMES, Case, Sizes, get_assignment
-    from gradcheckers.strategies import DEFAULT_SIZE_BOUNDS, available_devices
+    """One case drawn from the settings as the check draws them (any assignment's named sizes and hyperparameters,
+    its bounds and constraints), at the default data regime and scale; the same for a given test and seed on every
+    run."""
+    import dataclasses
+
+    from gradcheckers.assignment import get_assignment
+    from gradcheckers.strategies import example
 
     s = gradcheckers_settings
-    assignment = get_assignment(s.assignment)
-    rng = random.Random(f"{s.seed}:{request.node.nodeid}")
-    bounds = {**DEFAULT_SIZE_BOUNDS, **s.size_bounds}
-    for name, low in assignment.min_sizes.items():  # e.g. a softmax needs two classes
-        bounds[name] = (max(bounds[name][0], low), max(bounds[name][1], low))
-    for name, value in assignment.fixed_sizes.items():  # sizes the assignment does not use
-        bounds[name] = (value, value)
-    sizes = Sizes(**{name: rng.randint(*bounds[name]) for name in SIZE_NAMES})
-    devices = s.devices or available_devices()
-    return Case(sizes, rng.choice(s.dtypes), rng.choice(devices), rng.randrange(2**32))
+    strategy = s.case_strategy(get_assignment(s.assignment))
+    case = example(strategy, random.Random(f"{s.seed}:{request.node.nodeid}").randrange(2**32))
+    return dataclasses.replace(case, scale=1.0, regime="normal")
 
 
 @pytest.fixture
@@ -522,12 +519,15 @@ def gradcheckers_tensors(gradcheckers_case: Any, gradcheckers_settings: CheckSet
 
 
 @pytest.fixture
-def gradcheckers_references(gradcheckers_tensors: dict[str, Any], gradcheckers_settings: CheckSettings) -> Any:
-    """Autograd and finite-difference gradients (float64) of the case, as a ``References``."""
+def gradcheckers_references(gradcheckers_case: Any, gradcheckers_tensors: dict[str, Any],
+                            gradcheckers_settings: CheckSettings) -> Any:
+    """Autograd and finite-difference gradients (float64) of the case, as a ``References`` (at the case's
+    hyperparameters, for an assignment that has some)."""
     from gradcheckers.assignment import get_assignment
     from gradcheckers.references import compute_references
 
-    return compute_references(get_assignment(gradcheckers_settings.assignment), gradcheckers_tensors)
+    assignment = get_assignment(gradcheckers_settings.assignment).bound(gradcheckers_case)
+    return compute_references(assignment, gradcheckers_tensors)
 
 
 # -- reporting ----------------------------------------------------------------------------------------------
