@@ -285,20 +285,26 @@ BATCHNORM_INPUTS = {"x": ("N", "D"), "gamma": ("D",), "beta": ("D",)}
 
 
 def test_a_numpy_library_s_batchnorm_with_the_simplified_formula() -> None:
-    # float64 only: see the next test.
-    result = check_backward(batchnorm_forward, batchnorm_backward_alt, BATCHNORM_INPUTS, max_examples=40,
-                            dtypes=("float64",))
+    result = check_backward(batchnorm_forward, batchnorm_backward_alt, BATCHNORM_INPUTS, max_examples=40)
     assert result.passed, result.message
 
 
-@pytest.mark.xfail(strict=True, reason="known false alarm: without a torch reference there is no autograd to "
-                   "estimate a float32 dx's rounding from, and the numpy path's generic allowance (relative to |dx|) "
-                   "misses the cancellation in N dout - sum(dout) - x_hat sum(dout x_hat) (N=2, D=1: 9.5e-5 relative "
-                   "against 6.2e-5 allowed); with reference= (as LAYERS['batchnorm'] has) the rounding model applies")
 def test_a_numpy_library_s_batchnorm_with_the_simplified_formula_in_float32() -> None:
+    # Observed: a false alarm at N=2, D=1 in float32 (9.5e-5 relative against 6.2e-5 allowed): without a torch
+    # reference no autograd estimates the rounding of dx's cancellation (N dout - sum(dout) - x_hat sum(dout x_hat));
+    # where the same code is right in float64, such an element is now inconclusive, never a failure.
     result = check_backward(batchnorm_forward, batchnorm_backward_alt, BATCHNORM_INPUTS, max_examples=40,
                             dtypes=("float32",))
-    assert result.passed, result.message
+    assert result.passed and result.inconclusive > 0, result.message
+
+
+def test_a_batchnorm_wrong_in_float64_still_fails_when_only_float32_is_judged() -> None:
+    def backward(dout: Any, cache: Any) -> Any:
+        dx, dgamma, dbeta = batchnorm_backward_alt(dout, cache)
+        return dx, dgamma, dbeta * 2  # wrong in every precision: never excused as float32 rounding
+
+    result = check_backward(batchnorm_forward, backward, BATCHNORM_INPUTS, max_examples=40, dtypes=("float32",))
+    assert not result.passed and result.parameters == ("beta",), result.message
 
 
 def test_the_same_batchnorm_in_float32_passes_with_a_torch_reference() -> None:
