@@ -693,3 +693,18 @@ def test_the_case_fixture_draws_a_layer_assignment_s_named_sizes_and_hyperparame
     pytester.runpytest_subprocess("-p", "no:cacheprovider", "--gradcheckers-seed=4").assert_outcomes(passed=10)
     assert drawn == [(pytester.path / f"case-{run}.txt").read_text() for run in range(8)]  # the same on every run
     assert len(set(drawn)) > 1  # and not the same case for every test
+
+
+def test_a_layer_submission_s_forward_is_an_item_of_its_own_and_fails_alone(pytester: pytest.Pytester) -> None:
+    # The gate's forward verdict through the plugin: the gradients pass (judged against the reference forward's),
+    # the forward does not; it is not scored.
+    shutil.copy(ROOT / "tests" / "submissions" / "layer_affine_wrong_forward.py", pytester.path / "hw.py")
+    result = pytester.runpytest("--gradcheckers-submission=hw.py", "--gradcheckers-assignment=affine", EXAMPLES,
+                                "--gradcheckers-json=report.json")
+
+    result.assert_outcomes(failed=1, passed=3)
+    result.stdout.fnmatch_lines(["forward: FAILED (mismatch) after *", "x: passed *", "score 3 / 3 *",
+                                 "FAILED hw.py::forward - forward: FAILED (mismatch)"], consecutive=False)
+    report = json.loads((pytester.path / "report.json").read_text())
+    assert set(report["parameters"]) == {"x", "w", "b"} and not report["passed"]
+    assert not report["forward"]["passed"] and report["forward"]["reason"] == "mismatch"
