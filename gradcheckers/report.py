@@ -302,13 +302,20 @@ def gradescope_results(report: Report, weights: Mapping[str, float] | None = Non
             "tests": [],
         }
     tests: list[dict[str, Any]] = []
-    for name, result in params.items():
+    forward = report.get("forward")
+    if forward:  # a layer's forward: shown to the student, worth nothing (the score counts the gradients)
+        output = "All checks passed." if forward["passed"] else terminal_safe(
+            f"{format_failure('forward', forward)}\n{WRONG_FORWARD}")
+        tests.append({"name": "the forward (not scored)", "number": "0", "score": 0.0, "max_score": 0.0,
+                      "status": "passed" if forward["passed"] else "failed", "output": output,
+                      "output_format": "text", "visibility": "visible"})
+    for number, (name, result) in enumerate(params.items(), start=1):
         weight = float(weights.get(name, 1.0))
         # Plain text, never HTML or Markdown (Gradescope renders those): the message quotes the submission.
         output = "All checks passed." if result["passed"] else terminal_safe(format_failure(name, result))
         tests.append({
             "name": f"gradient of {name}",
-            "number": str(len(tests) + 1),
+            "number": str(number),
             "score": weight if result["passed"] else 0.0,
             "max_score": weight,
             "status": "passed" if result["passed"] else "failed",

@@ -138,6 +138,10 @@ def test_a_wrong_forward_fails_the_submission_even_when_every_gradient_passes(tm
     # Said plainly, before the gradients: the gradients were judged against the reference forward, not this one.
     assert "forward: FAILED (mismatch)" in run.stdout
     assert "the gradients below are judged against the reference forward" in run.stdout
+    gradescope = json.loads((tmp_path / "report.gradescope").read_text())
+    shown = gradescope["tests"][0]  # the student sees it first, at no points: the score counts the gradients
+    assert shown["name"] == "the forward (not scored)" and shown["status"] == "failed" and shown["max_score"] == 0
+    assert gradescope["score"] == 3.0
 
 
 def test_an_assignment_without_a_reference_forward_reports_no_forward_verdict(tmp_path: Path) -> None:

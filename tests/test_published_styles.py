@@ -7,7 +7,6 @@ import math
 from typing import Any
 
 import numpy as np
-import pytest
 import torch
 from gradcheckers.models.layers import LAYERS
 
