@@ -36,11 +36,7 @@ def {function}(*args, **hyperparameters):
     result = {forward}(*inputs, **hyperparameters)
     if not (isinstance(result, tuple) and len(result) == 2):
         raise TypeError("{forward} must return a pair: (out, cache), or (loss, gradients) for a loss")
-    if {loss_only!r}:
-        grads = result[1]
-        grads = tuple(dout * g for g in grads) if isinstance(grads, (tuple, list)) else dout * grads
-    else:
-        grads = {backward_call}(dout, result[1])
+    grads = {gradients}
     names = {wrt!r}
     if isinstance(grads, dict):
         return {{name: grads[name] if name in grads else grads["d" + name] for name in names}}
@@ -56,8 +52,12 @@ def {forward_function}(*args, **hyperparameters):
     values = dict(zip({arguments!r}, args))
     result = {forward}(*[values[name].numpy() for name in {inputs!r}], **hyperparameters)
     out = result[0] if isinstance(result, tuple) and len(result) == 2 else result
-    return out if hasattr(out, "shape") and hasattr(out, "dtype") else __import__("numpy").asarray(out)
+    return out if hasattr(out, "detach") else __import__("numpy").asarray(out)  # a loss may be a numpy scalar
 """
+# How the adapter gets the gradients: from the course's backward, or, for a loss that returns its own gradient
+# (``loss, dx = softmax_loss(x, y)``), that gradient times the (scalar) upstream gradient.
+_FROM_BACKWARD = "{backward}(dout, result[1])"
+_FROM_LOSS = "tuple(dout * g for g in result[1]) if isinstance(result[1], (tuple, list)) else dout * result[1]"
 
 
 def _differentiated(layer: Layer) -> tuple[str, ...]:
@@ -121,9 +121,9 @@ def layer_assignment(layer: Layer) -> Assignment:
     forward_name, backward_name = layer.function_names
     adapter = _ADAPTER.format(function=ADAPTER_FUNCTION, forward_function=ADAPTER_FORWARD_FUNCTION,
                               arguments=constants + wrt, inputs=order, upstream=UPSTREAM,
-                              forward=forward_name, backward=backward_name, backward_call=backward_name or "None",
-                              loss_only=backward_name is None,
-                              wrt=wrt)
+                              forward=forward_name, wrt=wrt,
+                              gradients=_FROM_LOSS if backward_name is None else
+                              _FROM_BACKWARD.format(backward=backward_name))
     return Assignment(
         name=layer.name,
         title=layer.title,

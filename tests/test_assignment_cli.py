@@ -163,3 +163,12 @@ def test_grade_records_a_wrong_forward_in_the_gradebook(tmp_path: Path) -> None:
     rows = {row["student"]: row for row in csv.DictReader((tmp_path / "book.csv").open())}
     assert "forward (mismatch)" in rows["carol"]["status"], rows["carol"]
     assert json.loads((tmp_path / "reports" / "alice.json").read_text())["forward"]["passed"]
+
+
+def test_a_loss_layer_is_submitted_as_the_course_writes_it_and_its_forward_is_the_loss(tmp_path: Path) -> None:
+    # Observed: the gate asked for softmax_loss_forward/softmax_loss_backward, which no course writes
+    # (`loss, dx = softmax_loss(x, y)`), and failed every check with a NameError.
+    run = run_cli("check", str(SUBMISSIONS / "layer_softmax_loss_correct.py"), "--assignment", "softmax-loss", *FAST,
+                  tmp_path=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.report["forward"]["passed"] and run.report["parameters"]["x"]["passed"]
