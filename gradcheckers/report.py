@@ -347,17 +347,21 @@ def _junit_time(seconds: float) -> str:
 
 
 def junit_xml(reports: Sequence[Report]) -> str:
-    """JUnit XML: one testsuite per submission, one testcase per parameter. Valid against Jenkins' junit-10.xsd
-    (the test suite checks it): the seed is a property of the suite, never of a testcase."""
+    """JUnit XML: one testsuite per submission, one testcase per parameter (after a layer's ``forward``). Valid
+    against Jenkins' junit-10.xsd (the test suite checks it): the seed is a property of the suite, never of a
+    testcase."""
     suites = ET.Element("testsuites", name="gradcheckers")
     for report in reports:
         params: Mapping[str, Mapping[str, Any]] = report.get("parameters", {})
-        failures = sum(1 for r in params.values() if not r["passed"])
+        forward = report.get("forward")
+        verdicts = [("forward", "forward", forward)] if forward else []
+        verdicts += [(name, f"grad_{name}", result) for name, result in params.items()]
+        failures = sum(1 for _, _, r in verdicts if not r["passed"])
         problems = [(kind, str(report[key])) for kind, key in (("load", "load_error"), ("internal", "internal_error"))
                     if report.get(key)]
-        seconds = {name: float(r.get("seconds") or 0.0) for name, r in params.items()}
+        seconds = {label: float(r.get("seconds") or 0.0) for _, label, r in verdicts}
         suite = ET.SubElement(suites, "testsuite", name=str(report.get("submission")),
-                              tests=str(len(params) + len(problems)), failures=str(failures),
+                              tests=str(len(verdicts) + len(problems)), failures=str(failures),
                               errors=str(len(problems)), time=_junit_time(sum(seconds.values())))
         if report.get("started"):
             suite.set("timestamp", str(report["started"]))
@@ -367,13 +371,14 @@ def junit_xml(reports: Sequence[Report]) -> str:
         for kind, text in problems:
             case = ET.SubElement(suite, "testcase", classname=classname, name=kind, time="0.000")
             ET.SubElement(case, "error", message=text[:500], type=f"{kind}-error").text = text
-        for name, result in params.items():
-            case = ET.SubElement(suite, "testcase", classname=classname, name=f"grad_{name}",
-                                 time=_junit_time(seconds[name]))
+        for name, label, result in verdicts:
+            case = ET.SubElement(suite, "testcase", classname=classname, name=label, time=_junit_time(seconds[label]))
             if not result["passed"]:
                 reason = str(result.get("reason"))
                 failure = ET.SubElement(case, "failure", message=reason, type=reason)
-                failure.text = format_failure(name, result, reproduce_command(report, name))
+                # The forward is checked with every parameter, never alone (--parameter narrows it away).
+                failure.text = format_failure(name, result, reproduce_command(
+                    report, None if label == "forward" else name))
     for element in suites.iter():
         element.text = None if element.text is None else _xml_text(element.text)
         for key, value in element.attrib.items():

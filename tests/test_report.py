@@ -163,18 +163,20 @@ def check_junit(text: str, reports: list[Mapping[str, Any]]) -> ET.Element:
         if data["load_error"] is not None:
             assert [c.get("name") for c in cases] == ["load"] and cases[0].find("error") is not None
             continue
-        params = data["parameters"]
+        # A layer's forward is a testcase of its own, named "forward", before the parameters' grad_<p>.
+        verdicts = {**({"forward": data["forward"]} if data.get("forward") else {}),
+                    **{f"grad_{p}": r for p, r in data["parameters"].items()}}
         internal = ["internal"] if data.get("internal_error") else []
-        assert [c.get("name") for c in cases] == [*internal, *(f"grad_{p}" for p in params)]
+        assert [c.get("name") for c in cases] == [*internal, *verdicts]
         cases = cases[len(internal):]
         assert all("." not in (c.get("classname") or ".") and "/" not in (c.get("classname") or "/") for c in cases)
         failing = {c.get("name") for c in cases if c.find("failure") is not None}
-        assert failing == {f"grad_{p}" for p, r in params.items() if not r["passed"]}
+        assert failing == {label for label, r in verdicts.items() if not r["passed"]}
         assert suite.get("failures") == str(len(failing)) and suite.get("tests") == str(len(cases) + len(internal))
         for case in cases:
             failure = case.find("failure")
             if failure is not None:
-                assert failure.get("type") == params[case.get("name", "")[5:]]["reason"]
+                assert failure.get("type") == verdicts[case.get("name", "")]["reason"]
     return root
 
 
