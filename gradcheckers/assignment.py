@@ -212,6 +212,9 @@ class Assignment:
       that depend on an entry within rounding or finite-difference reach of 0 are inconclusive
       (:mod:`gradcheckers.kinks`).
     - ``numpy_only``: submissions are checked in numpy mode, in a worker that has no torch at all.
+    - ``forward(**args, **hyperparameters)``: the reference forward (a layer's output, or a loss's value) in torch.
+      With an ``adapter`` that defines ADAPTER_FORWARD_FUNCTION, the gate checks the submission's forward against
+      it too (:func:`gradcheckers.property.check_forward`): a wrong forward makes the gradients meaningless.
     """
 
     name: str
@@ -244,6 +247,7 @@ class Assignment:
     # Python source appended to a submission in its worker, defining ADAPTER_FUNCTION(*arguments, **hyper) that
     # returns a mapping of the parameters' gradients: how a layer assignment calls a course's forward/backward.
     adapter: str | None = None
+    forward: Callable[..., Tensor] | None = None
 
     @property
     def arguments(self) -> tuple[str, ...]:
@@ -330,6 +334,8 @@ _BUILTIN.update({name: f"gradcheckers.models.layers:{name}" for name in LAYER_NA
 DEFAULT_ASSIGNMENT = "two-layer-sigmoid"
 # The function an assignment's ``adapter`` defines in the submission's namespace.
 ADAPTER_FUNCTION = "_gradcheckers_gradients"
+# The function an adapter defines for the submission's forward output, (*arguments, **hyper) -> output.
+ADAPTER_FORWARD_FUNCTION = "_gradcheckers_forward"
 COMPLEX_STEP_SUFFIX = "+complex-step"
 # Spec suffixes that turn an assignment into another, each found by name like the bundled assignments (the
 # modules that define them build on this one, so this one never imports them).

@@ -9,6 +9,7 @@ wrong gradient, and the reports are still written.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from collections.abc import Sequence
@@ -249,6 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _check(args: argparse.Namespace, settings: Any, limits: Any) -> int:
     from gradcheckers import report as writers
+    from gradcheckers.forward_verdict import FORWARD
     from gradcheckers.session import SubmissionReport, SubmissionSession
 
     # Fail closed: before the submission runs, every requested report says "not graded" (score 0); only the
@@ -268,11 +270,15 @@ def _check(args: argparse.Namespace, settings: Any, limits: Any) -> int:
         except Exception:  # LoadError: recorded in the report, which is still written
             pass
         else:
-            for parameter in args.parameter or session.assignment.parameters:
+            # The forward first (layers; not when --parameter narrows the check): a wrong forward explains the rest.
+            checks = ([] if args.parameter or not session.checks_forward else [(FORWARD, session.check_forward)]) + [
+                (parameter, functools.partial(session.check, parameter))
+                for parameter in args.parameter or session.assignment.parameters]
+            for name, check in checks:
                 try:
-                    session.check(parameter)
+                    check()
                 except Exception as error:  # ours (or the assignment's): exit 3, and the reports are still written
-                    session.record_internal_error(parameter, error)
+                    session.record_internal_error(name, error)
     result = session.report
     if result.internal_error:
         print(f"gradcheckers: internal error (exit 3): {result.internal_error}", file=sys.stderr)

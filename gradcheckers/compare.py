@@ -36,6 +36,7 @@ __all__ = [
     "AgreementResult",
     "InconclusiveWarning",
     "ParameterAgreement",
+    "ReferenceNames",
     "Verdict",
     "WorstElement",
     "as_gradient",
@@ -80,6 +81,39 @@ class Verdict:
     @property
     def message(self) -> str:
         return f"{self.summary}\n{self.details}".rstrip() if self.details else self.summary
+
+
+@dataclass(frozen=True)
+class ReferenceNames:
+    """How a verdict's message names the value judged and what it was judged against.
+
+    The default is the gradient check's: an analytic gradient against autograd, confirmed by finite differences.
+    Where only one reference ran (a numpy forward's central differences; a reference forward's output), a message
+    naming autograd would send the reader after a computation that never happened: ``confirmation`` is then None.
+    """
+
+    value: str = "analytic"
+    reference: str = "autograd"
+    confirmation: str | None = "finite differences"
+    # Why an element is not conclusive: what disagreed there.
+    undecided: str = "autograd and finite differences disagree"
+    gives: str = "gives"  # the verb after ``reference`` ("give" for a plural name)
+
+    @property
+    def against(self) -> str:
+        if self.confirmation is None:
+            return self.reference
+        return f"{self.reference} and {self.confirmation} (which agree with each other)"
+
+    def worst(self, element: WorstElement) -> str:
+        """The worst element's values, one per source that was computed."""
+        text = f"{self.value} {_fmt(element.analytic)}, {self.reference} {_fmt(element.autograd)}"
+        if self.confirmation is not None:
+            return f"{text}, {self.confirmation} {_fmt(element.finite_differences)} (+-{element.fd_error:.1g})"
+        return text + (f" (+-{element.fd_error:.1g})" if element.fd_error else "")
+
+
+GRADIENT_REFERENCES = ReferenceNames()
 
 
 def _index(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -154,16 +188,17 @@ def judge_with_limits(
     context: str | Callable[[], str] = "",
     function: str | None = None,
     kinked: Tensor | None = None,
+    names: ReferenceNames = GRADIENT_REFERENCES,
 ) -> Verdict:
     """:func:`judge` with what depends on the references alone worked out beforehand: ``conclusive`` (the
     references agree and the element is not ``kinked``) and ``allowed`` (``allowed_error``). The property check
     computes them for every parameter of a case at once. ``context`` may be a callable, called only for a
-    verdict that is not a pass."""
+    verdict that is not a pass. ``names`` says what the references are, for the message."""
     got = _shaped_gradient(parameter, value, shape, context, function)
     if isinstance(got, Verdict):
         return got
     return _verdict(parameter, got, autograd, finite_differences, fd_error, conclusive, allowed, dtype, context,
-                    function, kinked)
+                    function, kinked, names)
 
 
 def _text(context: str | Callable[[], str]) -> str:
@@ -204,6 +239,7 @@ def _verdict(
     context: str | Callable[[], str],
     function: str | None,
     kinked: Tensor | None,
+    names: ReferenceNames = GRADIENT_REFERENCES,
 ) -> Verdict:
     finite = torch.isfinite(got)
     diff = (got - autograd).abs()
@@ -223,7 +259,7 @@ def _verdict(
             "fail",
             "non-finite",
             f"{who} returned {bad.shape[0]} non-finite value(s) of {got.numel()} where the exact gradient is "
-            f"finite (first {_fmt(got[first].item())} at index {first}, where autograd gives "
+            f"finite (first {_fmt(got[first].item())} at index {first}, where {names.reference} {names.gives} "
             f"{_fmt(autograd[first].item())}). Look for an overflow (exp of a large number: write sigmoid' as "
             "s * (1 - s)) or a 0/0.",
             _text(context),
@@ -231,7 +267,7 @@ def _verdict(
     mismatched = (diff > allowed) & conclusive & finite
     if bool(mismatched.any()):
         return _mismatch(parameter, who, got, autograd, finite_differences, fd_error, allowed, mismatched,
-                         dtype, _text(context))
+                         dtype, _text(context), names)
     if not bool(conclusive.all()):
         n = int((~conclusive).sum())
         near = 0 if kinked is None else int(kinked.sum())
@@ -239,7 +275,7 @@ def _verdict(
             parameter,
             "inconclusive",
             None,
-            f"{parameter}: autograd and finite differences disagree on {n} of {got.numel()} element(s) "
+            f"{parameter}: {names.undecided} on {n} of {got.numel()} element(s) "
             "(a kink, overflow or a too-coarse step), so this case says nothing about the formula"
             if not near else
             f"{parameter}: {n} of {got.numel()} element(s) cannot be decided in this case ({near} lie so close to a "
@@ -276,6 +312,7 @@ def _mismatch(
     mismatched: Tensor,
     dtype: torch.dtype,
     context: str,
+    names: ReferenceNames = GRADIENT_REFERENCES,
 ) -> Verdict:
     shape = tuple(got.shape)
     total = got.numel()
@@ -303,15 +340,13 @@ def _mismatch(
         f"(up to {_fmt(float(flat(allowed)[abs_i]))} allowed)",
         f"Greatest relative difference: {_fmt(float(flat(rel)[rel_i]))} at index {_index(rel_i, shape)} "
         f"(up to {_fmt(float(flat(rel_allowed)[rel_i]))} allowed)",
-        f"Worst element {w}: analytic {_fmt(element.analytic)}, autograd {_fmt(element.autograd)}, "
-        f"finite differences {_fmt(element.finite_differences)} (+-{element.fd_error:.1g})",
+        f"Worst element {w}: {names.worst(element)}",
         f"Shape {shape}, judged in {dtype} (references in float64)",
     ]
     if context:
         lines.append(context)
     summary = (
-        f"{who} disagrees with autograd and finite differences (which agree with each other) "
-        f"on {count} of {total} element(s)"
+        f"{who} disagrees with {names.against} on {count} of {total} element(s)"
     )
     return Verdict(parameter, "fail", "mismatch", summary, "\n".join(lines), element)
 

@@ -239,8 +239,10 @@ def status_line(data: Mapping[str, Any], parameters: Sequence[str]) -> str:
     params = data.get("parameters", {})
     if status == "passed":
         return status
-    return "failed: " + ", ".join(f"{p} ({params[p].get('reason')})" for p in parameters
-                                  if p in params and not params[p]["passed"])
+    forward = data.get("forward") or {"passed": True}  # a layer's forward fails the submission, unscored
+    failed = [f"forward ({forward.get('reason')})"] if not forward["passed"] else []
+    return "failed: " + ", ".join(failed + [f"{p} ({params[p].get('reason')})" for p in parameters
+                                            if p in params and not params[p]["passed"]])
 
 
 def _safe_name(student: str) -> str:

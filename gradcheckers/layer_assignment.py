@@ -2,7 +2,8 @@
 
 The assignment's arguments are the layer's inputs that are not differentiated (labels, masks), then ``dout`` (the
 random upstream gradient, an input like any other), then the differentiated inputs (its parameters); its loss is
-``<dout, reference(inputs)>`` and its hyperparameters are the layer's. A submission defines the course's functions
+``<dout, reference(inputs)>``, its reference forward the layer's ``reference`` (so the gate checks the submission's
+forward too) and its hyperparameters are the layer's. A submission defines the course's functions
 (``affine_forward``/``affine_backward``, or ``softmax_loss`` returning the loss and its gradient); an adapter
 appended to it in its worker calls them in the course's convention and hands back the gradients by name.
 """
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gradcheckers.assignment import ADAPTER_FUNCTION, Assignment, Sizes
+from gradcheckers.assignment import ADAPTER_FORWARD_FUNCTION, ADAPTER_FUNCTION, Assignment, Sizes
 
 if TYPE_CHECKING:
     from gradcheckers.backward import Layer
@@ -35,11 +36,7 @@ def {function}(*args, **hyperparameters):
     result = {forward}(*inputs, **hyperparameters)
     if not (isinstance(result, tuple) and len(result) == 2):
         raise TypeError("{forward} must return a pair: (out, cache), or (loss, gradients) for a loss")
-    if {backward!r} is None:
-        grads = result[1]
-        grads = tuple(dout * g for g in grads) if isinstance(grads, (tuple, list)) else dout * grads
-    else:
-        grads = {backward_call}(dout, result[1])
+    grads = {gradients}
     names = {wrt!r}
     if isinstance(grads, dict):
         return {{name: grads[name] if name in grads else grads["d" + name] for name in names}}
@@ -49,7 +46,18 @@ def {function}(*args, **hyperparameters):
         raise TypeError("the backward returned %d gradient(s); expected %d (%s), in the order of the forward's "
                         "inputs" % (len(grads), len(names), ", ".join("d" + n for n in names)))
     return dict(zip(names, grads))
+
+
+def {forward_function}(*args, **hyperparameters):
+    values = dict(zip({arguments!r}, args))
+    result = {forward}(*[values[name].numpy() for name in {inputs!r}], **hyperparameters)
+    out = result[0] if isinstance(result, tuple) and len(result) == 2 else result
+    return out if hasattr(out, "detach") else __import__("numpy").asarray(out)  # a loss may be a numpy scalar
 """
+# How the adapter gets the gradients: from the course's backward, or, for a loss that returns its own gradient
+# (``loss, dx = softmax_loss(x, y)``), that gradient times the (scalar) upstream gradient.
+_FROM_BACKWARD = "{backward}(dout, result[1])"
+_FROM_LOSS = "tuple(dout * g for g in result[1]) if isinstance(result[1], (tuple, list)) else dout * result[1]"
 
 
 def _differentiated(layer: Layer) -> tuple[str, ...]:
@@ -95,9 +103,12 @@ def layer_assignment(layer: Layer) -> Assignment:
     def shapes(sizes: Sizes) -> dict[str, tuple[int, ...]]:
         return {n: tuple(t.shape) for n, t in draw(sizes, torch.Generator().manual_seed(0)).items()}
 
-    def loss(**kw: Any) -> Tensor:
+    def forward(**kw: Any) -> Tensor:
         hyper = {n: kw.pop(n) for n in hyper_names}
-        return (kw[UPSTREAM] * out_of(kw, hyper)).sum()
+        return out_of(kw, hyper)
+
+    def loss(**kw: Any) -> Tensor:
+        return (kw[UPSTREAM] * forward(**kw)).sum()
 
     def gradients(*args: Tensor, **hyper: Any) -> dict[str, Tensor]:
         values = dict(zip(constants + wrt, args))
@@ -108,9 +119,11 @@ def layer_assignment(layer: Layer) -> Assignment:
         return {n: torch.as_tensor(np.asarray(g)) for n, g in zip(wrt, grads)}
 
     forward_name, backward_name = layer.function_names
-    adapter = _ADAPTER.format(function=ADAPTER_FUNCTION, arguments=constants + wrt, inputs=order, upstream=UPSTREAM,
-                              forward=forward_name, backward=backward_name, backward_call=backward_name or "None",
-                              wrt=wrt)
+    adapter = _ADAPTER.format(function=ADAPTER_FUNCTION, forward_function=ADAPTER_FORWARD_FUNCTION,
+                              arguments=constants + wrt, inputs=order, upstream=UPSTREAM,
+                              forward=forward_name, wrt=wrt,
+                              gradients=_FROM_LOSS if backward_name is None else
+                              _FROM_BACKWARD.format(backward=backward_name))
     return Assignment(
         name=layer.name,
         title=layer.title,
@@ -124,6 +137,7 @@ def layer_assignment(layer: Layer) -> Assignment:
         hyperparameters=dict(layer.hyperparameters),
         constraint=layer.where,
         adapter=adapter,
+        forward=forward,
     )
 
 

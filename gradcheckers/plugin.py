@@ -56,6 +56,8 @@ RESULT_KEY = "gradcheckers_result"  # the attribute of a test report that carrie
 CACHE_SEED_KEY = "gradcheckers/seed"
 WORKER_SEED_KEY = "gradcheckers_seed"  # the controller's seed, handed to pytest-xdist workers
 CANNOT_CHECK = "cannot check the submission: "
+# The item of a layer submission's forward (gradcheckers.forward_verdict.FORWARD, without importing torch here).
+FORWARD_ITEM = "forward"
 DEFAULT_EXAMPLES = 100
 DEFAULT_TIMEOUT = 10.0
 
@@ -216,6 +218,10 @@ class PluginState:
 
         if session.report.load_error is None:
             try:
+                if parameter == FORWARD_ITEM:
+                    forward = session.check_forward()
+                    assert forward is not None, "a forward item is collected only for an assignment with a forward"
+                    return forward.to_json()
                 return session.check(parameter).to_json()
             except LoadError:
                 pass  # recorded on session.report
@@ -240,7 +246,7 @@ class PluginState:
             if value is not None and value != OPTIONS[option][1]:
                 words.append(f"{option}={','.join(value) if isinstance(value, tuple) else value}")
         words += [flag for flag in FLAGS if self.values[flag]]
-        return shlex.join([*words, "-k", f"grad_{parameter}"])
+        return shlex.join([*words, "-k", parameter if parameter == FORWARD_ITEM else f"grad_{parameter}"])
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
@@ -417,7 +423,10 @@ class SubmissionFile(pytest.Collector):
             load_source(state.submission_path)  # reads and compiles it; runs nothing
         except LoadError as error:
             raise self.CollectError(f"{CANNOT_CHECK}{error}") from None
-        for parameter in get_assignment(state.settings().assignment).parameters:
+        assignment = get_assignment(state.settings().assignment)
+        if assignment.forward is not None and assignment.adapter is not None:  # a layer: its forward first
+            yield SubmissionItem.from_parent(self, name=FORWARD_ITEM, parameter=FORWARD_ITEM)
+        for parameter in assignment.parameters:
             yield SubmissionItem.from_parent(self, name=f"grad_{parameter}", parameter=parameter)
 
 
@@ -500,21 +509,18 @@ def gradcheckers_settings(request: pytest.FixtureRequest) -> CheckSettings:
 
 @pytest.fixture
 def gradcheckers_case(request: pytest.FixtureRequest, gradcheckers_settings: CheckSettings) -> Any:
-    """One case drawn from the settings, the same for a given test and seed on every run."""
-    from gradcheckers.assignment import SIZE_NAMES, Case, Sizes, get_assignment
-    from gradcheckers.strategies import DEFAULT_SIZE_BOUNDS, available_devices
+    """One case drawn from the settings as the check draws them (any assignment's named sizes and hyperparameters,
+    its bounds and constraints), at the default data regime and scale; the same for a given test and seed on every
+    run."""
+    import dataclasses
+
+    from gradcheckers.assignment import get_assignment
+    from gradcheckers.strategies import example
 
     s = gradcheckers_settings
-    assignment = get_assignment(s.assignment)
-    rng = random.Random(f"{s.seed}:{request.node.nodeid}")
-    bounds = {**DEFAULT_SIZE_BOUNDS, **s.size_bounds}
-    for name, low in assignment.min_sizes.items():  # e.g. a softmax needs two classes
-        bounds[name] = (max(bounds[name][0], low), max(bounds[name][1], low))
-    for name, value in assignment.fixed_sizes.items():  # sizes the assignment does not use
-        bounds[name] = (value, value)
-    sizes = Sizes(**{name: rng.randint(*bounds[name]) for name in SIZE_NAMES})
-    devices = s.devices or available_devices()
-    return Case(sizes, rng.choice(s.dtypes), rng.choice(devices), rng.randrange(2**32))
+    strategy = s.case_strategy(get_assignment(s.assignment))
+    case = example(strategy, random.Random(f"{s.seed}:{request.node.nodeid}").randrange(2**32))
+    return dataclasses.replace(case, scale=1.0, regime="normal")
 
 
 @pytest.fixture
@@ -526,12 +532,15 @@ def gradcheckers_tensors(gradcheckers_case: Any, gradcheckers_settings: CheckSet
 
 
 @pytest.fixture
-def gradcheckers_references(gradcheckers_tensors: dict[str, Any], gradcheckers_settings: CheckSettings) -> Any:
-    """Autograd and finite-difference gradients (float64) of the case, as a ``References``."""
+def gradcheckers_references(gradcheckers_case: Any, gradcheckers_tensors: dict[str, Any],
+                            gradcheckers_settings: CheckSettings) -> Any:
+    """Autograd and finite-difference gradients (float64) of the case, as a ``References`` (at the case's
+    hyperparameters, for an assignment that has some)."""
     from gradcheckers.assignment import get_assignment
     from gradcheckers.references import compute_references
 
-    return compute_references(get_assignment(gradcheckers_settings.assignment), gradcheckers_tensors)
+    assignment = get_assignment(gradcheckers_settings.assignment).bound(gradcheckers_case)
+    return compute_references(assignment, gradcheckers_tensors)
 
 
 # -- reporting ----------------------------------------------------------------------------------------------
@@ -564,11 +573,14 @@ def _plugin_report(state: PluginState) -> dict[str, Any]:
     settings = state.settings()
     order = list(get_assignment(settings.assignment).parameters)
     rank = {name: index for index, name in enumerate(order)}
-    params = {name: state.results[name] for name in sorted(state.results, key=lambda n: rank.get(n, len(order)))}
+    params = {name: state.results[name] for name in sorted(state.results, key=lambda n: rank.get(n, len(order)))
+              if name != FORWARD_ITEM}
+    forward = state.results.get(FORWARD_ITEM)  # a layer's forward: a verdict of its own, not scored
     return {
         "submission": state.submission,
         "assignment": settings.assignment,
-        "passed": state.load_error is None and all(r["passed"] for r in params.values()),
+        "passed": state.load_error is None and all(r["passed"] for r in params.values())
+        and (forward is None or forward["passed"]),
         "seed": state.seed,
         "settings": {
             "examples": settings.max_examples,
@@ -585,6 +597,7 @@ def _plugin_report(state: PluginState) -> dict[str, Any]:
         # The parameters checked (-k may select some); all of them when the submission could not be loaded.
         "max_score": float(len(params) or len(order)),
         "parameters": {} if state.load_error else params,
+        "forward": None if state.load_error else forward,
         "output": state.output,
         "cell_notes": state.cell_notes,
         "timings": {k: round(v, 4) for k, v in state.timings.items()},
@@ -607,7 +620,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     report = _plugin_report(state)
     if state.load_error:
         tr.write_line(f"{CANNOT_CHECK}{state.load_error}")
-    for name, result in report["parameters"].items():
+    verdicts = {**({FORWARD_ITEM: report["forward"]} if report["forward"] else {}), **report["parameters"]}
+    for name, result in verdicts.items():
         if result["passed"]:
             tr.write_line(f"{name}: passed ({count_cases(result)})")
             continue

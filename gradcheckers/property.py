@@ -27,6 +27,7 @@ from gradcheckers._threads import one_thread_if_small
 from gradcheckers.assignment import DEFAULT_ASSIGNMENT, SIZE_NAMES, Assignment, Case, get_assignment
 from gradcheckers.compare import Verdict, WorstElement, judge_with_limits
 from gradcheckers.errors import InvalidArgument, SubmissionFailure
+from gradcheckers.forward_verdict import FORWARD, judge_forward
 from gradcheckers.references import References, compute_references
 from gradcheckers.rounding import estimate_rounding
 from gradcheckers.tolerance import Tolerance, allowed_error, references_agree
@@ -36,7 +37,9 @@ __all__ = [
     "CheckSettings",
     "ParameterResult",
     "check_formulas",
+    "check_forward",
     "evaluate_case",
+    "evaluate_forward",
     "formulas_from_namespace",
 ]
 
@@ -347,6 +350,53 @@ def _hypothesis_settings(max_examples: int, database: str | None = None) -> hypo
     )
 
 
+@dataclass
+class _Search:
+    """What one Hypothesis run found: the distinct cases tried, those that were inconclusive, and the smallest
+    failing case with its verdict (None when every case passed); ``flaky``: a case failed once and not again."""
+
+    seen: set[Case] = field(default_factory=set)
+    # Distinct cases, as `seen` counts them: Hypothesis may run a case twice, and a case counted twice as
+    # inconclusive once read "passed on -2 conclusive cases".
+    inconclusive: set[Case] = field(default_factory=set)
+    failure: tuple[Verdict, Case] | None = None
+    flaky: bool = False
+
+
+def _search(evaluate: Callable[[Case], Verdict], settings: CheckSettings, assignment: Assignment) -> _Search:
+    """The smallest case on which ``evaluate`` fails, over the settings' cases of ``assignment``."""
+    found = _Search()
+
+    @_hypothesis_settings(settings.max_examples, settings.database)
+    @hypothesis.seed(settings.seed)
+    @hypothesis.given(settings.case_strategy(assignment))
+    def run(case: Case) -> None:
+        found.seen.add(case)
+        verdict = evaluate(case)
+        if verdict.status == "fail":
+            if verdict.reason in ABORTING_REASONS:
+                raise _Abort(verdict, case)
+            raise _CaseFailed(verdict, case)
+        if verdict.status == "inconclusive":
+            found.inconclusive.add(case)
+
+    try:
+        run()
+    except (_CaseFailed, _Abort) as failure:
+        found.failure = (failure.verdict, failure.case)
+    except Flaky:
+        found.flaky = True
+    return found
+
+
+def _passed(name: str, search: _Search, why_inconclusive: str) -> ParameterResult:
+    inconclusive = len(search.inconclusive)
+    # Said plainly: these cases proved nothing either way (the references disagreed there).
+    note = (f"passed on {len(search.seen) - inconclusive} conclusive case(s); {inconclusive} case(s) were "
+            f"inconclusive ({why_inconclusive})") if inconclusive else None
+    return ParameterResult(name, True, len(search.seen), inconclusive, message=note)
+
+
 def check_parameter(
     parameter: str,
     formula: Formula | None,
@@ -367,57 +417,85 @@ def check_parameter(
             message=f"no function grad_{parameter}{signature} and no gradients{signature} returning a "
             f"mapping with the key {parameter!r}",
         )
-    cache = cache or _ReferenceCache(assignment)
+    references = cache or _ReferenceCache(assignment)
     tolerance = settings.tolerance
-    seen: set[Case] = set()
-    # Distinct cases, as `seen` counts them: Hypothesis may run a case twice, and a case counted twice as
-    # inconclusive once read "passed on -2 conclusive cases".
-    inconclusive_cases: set[Case] = set()
-
-    @_hypothesis_settings(settings.max_examples, settings.database)
-    @hypothesis.seed(settings.seed)
-    @hypothesis.given(settings.case_strategy(assignment))
-    def run(case: Case) -> None:
-        seen.add(case)
-        verdict = evaluate_case(parameter, formula, case, assignment, cache, tolerance, function)
-        if verdict.status == "fail":
-            if verdict.reason in ABORTING_REASONS:
-                raise _Abort(verdict, case)
-            raise _CaseFailed(verdict, case)
-        if verdict.status == "inconclusive":
-            inconclusive_cases.add(case)
-
-    try:
-        run()
-    except (_CaseFailed, _Abort) as failure:
-        verdict, case = failure.verdict, failure.case
-    except Flaky:
+    search = _search(lambda case: evaluate_case(parameter, formula, case, assignment, references, tolerance, function),
+                     settings, assignment)
+    if search.flaky:
         return ParameterResult(
-            parameter, False, len(seen), len(inconclusive_cases), "error",
+            parameter, False, len(search.seen), len(search.inconclusive), "error",
             f"the gradient of {parameter} changed between two calls with the same inputs: the formula "
             "depends on something other than its arguments (global state, randomness, call count)",
         )
-    else:
-        inconclusive = len(inconclusive_cases)
-        note = None
-        if inconclusive:
-            # Said plainly: these cases proved nothing either way (the references disagreed there).
-            note = (f"passed on {len(seen) - inconclusive} conclusive case(s); {inconclusive} case(s) were "
-                    "inconclusive (autograd and finite differences disagreed: kinks or overflow)")
-        return ParameterResult(parameter, True, len(seen), inconclusive, message=note)
-    diagnosis = diagnose(parameter, formula, case, verdict, assignment, cache, tolerance)
+    if search.failure is None:
+        return _passed(parameter, search, "autograd and finite differences disagreed: kinks or overflow")
+    verdict, case = search.failure
+    diagnosis = diagnose(parameter, formula, case, verdict, assignment, references, tolerance)
     return ParameterResult(
         parameter,
         False,
-        len(seen),
-        len(inconclusive_cases),
+        len(search.seen),
+        len(search.inconclusive),
         verdict.reason,
         verdict.message,
         case,
         verdict.worst,
         diagnosis,
-        _snippet(parameter, formula, case, verdict, assignment, cache, function),
+        _snippet(parameter, formula, case, verdict, assignment, references, function),
     )
+
+
+def evaluate_forward(formula: Formula, case: Case, assignment: Assignment, cache: _ReferenceCache,
+                     tolerance: Tolerance) -> Verdict:
+    """Run a submission's forward on one case and judge its output against the assignment's reference forward."""
+    assert assignment.forward is not None
+    args, _ = cache.get(case)
+    hyper = assignment.hyperparameter_values(case)
+    with one_thread_if_small(args.values()):
+        try:
+            value = formula(*[args[name] for name in assignment.arguments], **hyper)
+        except SubmissionFailure as failure:
+            return Verdict(FORWARD, "fail", failure.reason, failure.message, f"Case: {case.describe()}")
+        # The reference in float64 on the very inputs the submission received (a float32 input is exact in float64).
+        exact = {n: (t.detach().cpu().double() if t.is_floating_point() else t.detach().cpu()) for n, t in args.items()}
+        reference = torch.as_tensor(assignment.forward(**exact, **hyper))
+    got = torch.as_tensor(value).detach().cpu()
+    if reference.dim() == 0 and tuple(got.shape) == (1,):
+        # A loss's value: the worker hands back every array with at least one axis (np.ascontiguousarray).
+        got = got.reshape(())
+    return judge_forward(got, reference, getattr(torch, case.dtype), tolerance, lambda: f"Case: {case.describe()}")
+
+
+def check_forward(
+    formula: Formula | None,
+    *,
+    settings: CheckSettings,
+    assignment: Assignment,
+    cache: _ReferenceCache | None = None,
+) -> ParameterResult:
+    """Search for the smallest case on which a submission's forward output differs from ``assignment.forward``.
+
+    Its result is named ``forward`` and drawn from the same cases as the gradients' (same strategy, same seed), so
+    the references it computes on the way are the ones the gradients' runs use next."""
+    if assignment.forward is None:
+        raise InvalidArgument(f"assignment {assignment.name!r} has no reference forward to check a forward against")
+    if formula is None:
+        return ParameterResult(FORWARD, False, 0, reason="missing", message="the submission defines no forward")
+    references = cache or _ReferenceCache(assignment)
+    tolerance = settings.tolerance
+    search = _search(lambda case: evaluate_forward(formula, case, assignment, references, tolerance), settings,
+                     assignment)
+    if search.flaky:
+        return ParameterResult(
+            FORWARD, False, len(search.seen), len(search.inconclusive), "error",
+            "the forward's output changed between two calls with the same inputs: it depends on something other "
+            "than its arguments (global state, randomness, call count)",
+        )
+    if search.failure is None:
+        return _passed(FORWARD, search, "the reference forward was not finite there")
+    verdict, case = search.failure
+    return ParameterResult(FORWARD, False, len(search.seen), len(search.inconclusive), verdict.reason,
+                           verdict.message, case, verdict.worst)
 
 
 def _snippet(

@@ -189,11 +189,15 @@ def _terminal_report(report: Report) -> str:
         lines.append(f"cannot check the submission: {report['load_error']}")
         return "\n".join(lines)
     params: Mapping[str, Mapping[str, Any]] = report.get("parameters", {})
-    width = max((len(p) for p in params), default=2)
-    for name, result in params.items():
+    forward: Mapping[str, Any] | None = report.get("forward")
+    verdicts = {**({"forward": forward} if forward else {}), **params}
+    width = max((len(p) for p in verdicts), default=2)
+    for name, result in verdicts.items():
         verdict = "PASS" if result["passed"] else f"FAIL ({result.get('reason')})"
         extra = f", {result['inconclusive']} inconclusive" if result.get("inconclusive") else ""
         lines.append(f"  {name:<{width}}  {verdict:<22} {count_cases(result)}{extra}")
+    if forward and not forward["passed"]:
+        lines += ["", format_failure("forward", forward, reproduce_command(report)), WRONG_FORWARD]
     for name, result in params.items():
         if not result["passed"]:
             lines += ["", format_failure(name, result, reproduce_command(report, name))]
@@ -202,11 +206,23 @@ def _terminal_report(report: Report) -> str:
     score = report.get("score")
     if score is not None:
         lines += ["", f"score {score:g} / {report.get('max_score', len(params)):g}: "
-                      + ("all gradients agree" if report.get("passed") else "some gradients are wrong")]
+                      + _outcome(report, params)]
     output = str(report.get("output") or "")
     if output.strip():
         lines += ["", "Output of the submission (excerpt):", _excerpt(output)]
     return "\n".join(lines)
+
+
+def _outcome(report: Report, params: Mapping[str, Mapping[str, Any]]) -> str:
+    if report.get("passed"):
+        return "all gradients agree"
+    if params and all(r["passed"] for r in params.values()) and not (report.get("forward") or {}).get("passed", True):
+        return "every gradient agrees, but the forward is wrong"
+    return "some gradients are wrong"
+
+
+WRONG_FORWARD = ("The forward is wrong, so the gradients below are judged against the reference forward, not against "
+                 "this one: they may pass or fail for reasons the forward hides. Fix the forward first.")
 
 
 def count_cases(result: Mapping[str, Any]) -> str:
@@ -240,6 +256,9 @@ def markdown_summary(report: Report) -> str:
         lines.append(f"| `{name}` | {verdict} | {result.get('examples', 0)} | {case} |")
     if report.get("internal_error"):
         lines += ["", f"**Internal error of gradcheckers** (not a verdict): `{report['internal_error']}`"]
+    forward = report.get("forward")
+    if forward and not forward["passed"]:
+        lines += ["", f"**The forward is wrong** ({_md_inline(str(forward.get('reason')))}): {WRONG_FORWARD}"]
     lines += ["", f"Score: **{report.get('score', 0):g} / {report.get('max_score', len(params)):g}**, "
                   f"seed {report.get('seed')}"]
     for name, result in params.items():
@@ -287,13 +306,20 @@ def gradescope_results(report: Report, weights: Mapping[str, float] | None = Non
             "tests": [],
         }
     tests: list[dict[str, Any]] = []
-    for name, result in params.items():
+    forward = report.get("forward")
+    if forward:  # a layer's forward: shown to the student, worth nothing (the score counts the gradients)
+        output = "All checks passed." if forward["passed"] else terminal_safe(
+            f"{format_failure('forward', forward)}\n{WRONG_FORWARD}")
+        tests.append({"name": "the forward (not scored)", "number": "0", "score": 0.0, "max_score": 0.0,
+                      "status": "passed" if forward["passed"] else "failed", "output": output,
+                      "output_format": "text", "visibility": "visible"})
+    for number, (name, result) in enumerate(params.items(), start=1):
         weight = float(weights.get(name, 1.0))
         # Plain text, never HTML or Markdown (Gradescope renders those): the message quotes the submission.
         output = "All checks passed." if result["passed"] else terminal_safe(format_failure(name, result))
         tests.append({
             "name": f"gradient of {name}",
-            "number": str(len(tests) + 1),
+            "number": str(number),
             "score": weight if result["passed"] else 0.0,
             "max_score": weight,
             "status": "passed" if result["passed"] else "failed",
@@ -328,17 +354,21 @@ def _junit_time(seconds: float) -> str:
 
 
 def junit_xml(reports: Sequence[Report]) -> str:
-    """JUnit XML: one testsuite per submission, one testcase per parameter. Valid against Jenkins' junit-10.xsd
-    (the test suite checks it): the seed is a property of the suite, never of a testcase."""
+    """JUnit XML: one testsuite per submission, one testcase per parameter (after a layer's ``forward``). Valid
+    against Jenkins' junit-10.xsd (the test suite checks it): the seed is a property of the suite, never of a
+    testcase."""
     suites = ET.Element("testsuites", name="gradcheckers")
     for report in reports:
         params: Mapping[str, Mapping[str, Any]] = report.get("parameters", {})
-        failures = sum(1 for r in params.values() if not r["passed"])
+        forward = report.get("forward")
+        verdicts = [("forward", "forward", forward)] if forward else []
+        verdicts += [(name, f"grad_{name}", result) for name, result in params.items()]
+        failures = sum(1 for _, _, r in verdicts if not r["passed"])
         problems = [(kind, str(report[key])) for kind, key in (("load", "load_error"), ("internal", "internal_error"))
                     if report.get(key)]
-        seconds = {name: float(r.get("seconds") or 0.0) for name, r in params.items()}
+        seconds = {label: float(r.get("seconds") or 0.0) for _, label, r in verdicts}
         suite = ET.SubElement(suites, "testsuite", name=str(report.get("submission")),
-                              tests=str(len(params) + len(problems)), failures=str(failures),
+                              tests=str(len(verdicts) + len(problems)), failures=str(failures),
                               errors=str(len(problems)), time=_junit_time(sum(seconds.values())))
         if report.get("started"):
             suite.set("timestamp", str(report["started"]))
@@ -348,13 +378,14 @@ def junit_xml(reports: Sequence[Report]) -> str:
         for kind, text in problems:
             case = ET.SubElement(suite, "testcase", classname=classname, name=kind, time="0.000")
             ET.SubElement(case, "error", message=text[:500], type=f"{kind}-error").text = text
-        for name, result in params.items():
-            case = ET.SubElement(suite, "testcase", classname=classname, name=f"grad_{name}",
-                                 time=_junit_time(seconds[name]))
+        for name, label, result in verdicts:
+            case = ET.SubElement(suite, "testcase", classname=classname, name=label, time=_junit_time(seconds[label]))
             if not result["passed"]:
                 reason = str(result.get("reason"))
                 failure = ET.SubElement(case, "failure", message=reason, type=reason)
-                failure.text = format_failure(name, result, reproduce_command(report, name))
+                # The forward is checked with every parameter, never alone (--parameter narrows it away).
+                failure.text = format_failure(name, result, reproduce_command(
+                    report, None if label == "forward" else name))
     for element in suites.iter():
         element.text = None if element.text is None else _xml_text(element.text)
         for key, value in element.attrib.items():

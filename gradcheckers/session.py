@@ -18,13 +18,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gradcheckers.assignment import ADAPTER_FUNCTION, get_assignment
+from gradcheckers.assignment import ADAPTER_FORWARD_FUNCTION, ADAPTER_FUNCTION, get_assignment
 from gradcheckers.errors import LoadError
+from gradcheckers.forward_verdict import FORWARD
 from gradcheckers.property import (
     CheckSettings,
     Formula,
     ParameterResult,
     _ReferenceCache,
+    check_forward,
     check_parameter,
 )
 from gradcheckers.sandbox import Limits, Worker
@@ -61,6 +63,9 @@ class SubmissionReport:
     # When the check started (ISO 8601, UTC) and each parameter's wall-clock seconds, for JUnit's timestamp/time.
     started: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     seconds: dict[str, float] = field(default_factory=dict)
+    # The submission's forward against the assignment's reference forward, for assignments that have one (layers);
+    # None where there is none or it was not checked. Not scored, but a wrong forward fails the submission.
+    forward: ParameterResult | None = None
 
     @property
     def passed(self) -> bool:
@@ -69,6 +74,7 @@ class SubmissionReport:
             and self.internal_error is None
             and bool(self.parameters)
             and all(r.passed for r in self.parameters.values())
+            and (self.forward is None or self.forward.passed)
         )
 
     @property
@@ -104,6 +110,8 @@ class SubmissionReport:
                 name: {**r.to_json(), "seconds": round(self.seconds.get(name, 0.0), 4)}
                 for name, r in self.parameters.items()
             },
+            "forward": None if self.forward is None else {
+                **self.forward.to_json(), "seconds": round(self.seconds.get(FORWARD, 0.0), 4)},
             "output": self.output,
             "cell_notes": list(self.cell_notes),
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
@@ -207,13 +215,16 @@ class SubmissionSession:
         assert worker is not None
         single = f"grad_{parameter}"
         if self.assignment.adapter is not None:  # a layer: the course's forward and backward, through the adapter
-            function, key = ADAPTER_FUNCTION, parameter
-        elif single in worker.defined:
-            function, key = single, None
-        elif "gradients" in worker.defined:
-            function, key = "gradients", parameter
-        else:
-            return None
+            return self._proxy(ADAPTER_FUNCTION, parameter)
+        if single in worker.defined:
+            return self._proxy(single, None)
+        if "gradients" in worker.defined:
+            return self._proxy("gradients", parameter)
+        return None
+
+    def _proxy(self, function: str, key: str | None) -> Formula:
+        worker = self._worker
+        assert worker is not None
 
         def call(*args: Tensor, **hyper: Any) -> object:
             arrays = [a.detach().cpu().numpy() for a in args]
@@ -226,19 +237,44 @@ class SubmissionSession:
 
         return call
 
+    @property
+    def checks_forward(self) -> bool:
+        """Whether the assignment has a reference forward the submission's forward is checked against (layers)."""
+        return self.assignment.forward is not None and self.assignment.adapter is not None
+
     def check(self, parameter: str) -> ParameterResult:
         """The verdict for one parameter (the worker is started on first use)."""
+
+        def run() -> ParameterResult:
+            formula = self.formula(parameter)
+            name = f"grad_{parameter}" if self._worker and f"grad_{parameter}" in self._worker.defined else None
+            return check_parameter(parameter, formula, settings=self.settings, assignment=self.assignment,
+                                   cache=self._cache, function=name)
+
+        result = self._timed(parameter, run)
+        self.report.parameters[parameter] = result
+        return result
+
+    def check_forward(self) -> ParameterResult | None:
+        """The forward's verdict (see :attr:`checks_forward`), or None for an assignment without a forward."""
+        if not self.checks_forward:
+            return None
+
+        def run() -> ParameterResult:
+            self.load()
+            return check_forward(self._proxy(ADAPTER_FORWARD_FUNCTION, None), settings=self.settings,
+                                 assignment=self.assignment, cache=self._cache)
+
+        self.report.forward = self._timed(FORWARD, run)
+        return self.report.forward
+
+    def _timed(self, name: str, run: Callable[[], ParameterResult]) -> ParameterResult:
+        """``run()``, its seconds recorded under ``name`` and split into the submission's and ours."""
         started = time.perf_counter()
         spent_before = self._submission_seconds
-        formula = self.formula(parameter)
-        name = f"grad_{parameter}" if self._worker and f"grad_{parameter}" in self._worker.defined else None
-        result = check_parameter(
-            parameter, formula, settings=self.settings, assignment=self.assignment, cache=self._cache,
-            function=name,
-        )
-        self.report.parameters[parameter] = result
+        result = run()
         total = time.perf_counter() - started
-        self.report.seconds[parameter] = total
+        self.report.seconds[name] = total
         submission = self._submission_seconds - spent_before
         self.report.timings["submission_code"] = self.report.timings.get("submission_code", 0.0) + submission
         self.report.timings["hypothesis_and_oracles"] = (
@@ -264,6 +300,8 @@ class SubmissionSession:
             self.load()
         except LoadError:
             return self.report
+        if parameters is None:  # the forward first: a wrong one explains (or hides) every gradient's verdict
+            self.check_forward()
         for parameter in parameters or self.assignment.parameters:
             result = self.check(parameter)
             if on_result is not None:

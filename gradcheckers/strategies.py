@@ -15,7 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+import hypothesis
 import torch
+from hypothesis import HealthCheck, Phase
 from hypothesis import strategies as st
 from torch import Tensor
 
@@ -30,6 +32,7 @@ __all__ = [
     "cases",
     "devices",
     "dtypes",
+    "example",
     "hyperparameter",
     "named_sizes",
     "regimes",
@@ -280,3 +283,25 @@ def case_tensors(
     """The tensors of :func:`cases` (``X, Y, W1, b1, W2, b2`` for the seed), ready to pass to formulas."""
     spec = get_assignment(assignment)
     return cases(spec, **kwargs).map(spec.tensors)
+
+
+# How many values `example` generates to pick from: Hypothesis's first values are the simplest (every size at its
+# minimum), so a pick among 20 reaches the whole range while costing milliseconds for a case strategy.
+EXAMPLE_POOL = 20
+
+
+def example(strategy: st.SearchStrategy[T], seed: int, *, pool: int = EXAMPLE_POOL) -> T:
+    """One value of ``strategy``, the same for the same ``seed`` on every run (``strategy.example()`` is neither
+    reproducible nor meant for use outside an interactive session): one of the first ``pool`` values Hypothesis
+    generates from ``seed``, chosen by ``seed``."""
+    found: list[T] = []
+
+    @hypothesis.settings(max_examples=pool, database=None, deadline=None, phases=(Phase.generate,),
+                         suppress_health_check=list(HealthCheck), verbosity=hypothesis.Verbosity.quiet)
+    @hypothesis.seed(seed)
+    @hypothesis.given(strategy)
+    def collect(value: T) -> None:
+        found.append(value)
+
+    collect()
+    return found[seed % len(found)]

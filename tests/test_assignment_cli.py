@@ -109,3 +109,66 @@ def test_assignments_lists_every_layer_one_line_each(tmp_path: Path) -> None:
     for name, layer in LAYERS.items():
         assert sum(line.split()[0] == name for line in lines) == 1, name
         assert any(line.startswith(name) and layer.title in line for line in lines), name
+
+
+# --- the forward: a layer assignment has a reference forward, and the gate checks the submission's against it ------
+
+
+def test_a_correct_layer_submission_s_forward_passes_and_the_report_says_so(tmp_path: Path) -> None:
+    run = run_cli("check", str(SUBMISSIONS / "layer_affine_correct.py"), "--assignment", "affine", *FAST,
+                  tmp_path=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    forward = run.report["forward"]
+    assert forward["passed"] and forward["reason"] is None and forward["examples"] >= 1, forward
+    assert set(run.report["parameters"]) == {"x", "w", "b"}  # the forward is not a parameter: not scored
+    assert "forward" in run.stdout and "PASS" in run.stdout.split("forward", 1)[1].splitlines()[0]
+    assert "Warning" not in run.report["output"]  # the adapter appended to the submission compiles cleanly
+
+
+def test_a_wrong_forward_fails_the_submission_even_when_every_gradient_passes(tmp_path: Path) -> None:
+    run = run_cli("check", str(SUBMISSIONS / "layer_affine_wrong_forward.py"), "--assignment", "affine", *FAST,
+                  tmp_path=tmp_path)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert all(r["passed"] for r in run.report["parameters"].values()), run.report["parameters"]
+    assert run.report["score"] == run.report["max_score"] == 3.0
+    forward = run.report["forward"]
+    assert not forward["passed"] and forward["reason"] == "mismatch" and not run.report["passed"]
+    assert {k: forward["counterexample"][k] for k in ("N", "A", "B", "M")} == {"N": 1, "A": 1, "B": 1, "M": 1}
+    assert "disagrees with the reference forward" in forward["message"]
+    # Said plainly, before the gradients: the gradients were judged against the reference forward, not this one.
+    assert "forward: FAILED (mismatch)" in run.stdout
+    assert "the gradients below are judged against the reference forward" in run.stdout
+    gradescope = json.loads((tmp_path / "report.gradescope").read_text())
+    shown = gradescope["tests"][0]  # the student sees it first, at no points: the score counts the gradients
+    assert shown["name"] == "the forward (not scored)" and shown["status"] == "failed" and shown["max_score"] == 0
+    assert gradescope["score"] == 3.0
+
+
+def test_an_assignment_without_a_reference_forward_reports_no_forward_verdict(tmp_path: Path) -> None:
+    run = run_cli("check", str(SUBMISSIONS / "ridge_correct.py"), "--assignment", str(TEMPLATE), *FAST,
+                  tmp_path=tmp_path)
+    assert run.returncode == 0 and run.report["forward"] is None
+
+
+def test_grade_records_a_wrong_forward_in_the_gradebook(tmp_path: Path) -> None:
+    course = tmp_path / "course"
+    course.mkdir()
+    shutil.copy(SUBMISSIONS / "layer_affine_correct.py", course / "alice.py")
+    shutil.copy(SUBMISSIONS / "layer_affine_wrong_forward.py", course / "carol.py")
+    run = run_cli("grade", str(course), "--assignment", "affine", "--jobs", "1", *FAST,
+                  "--csv", str(tmp_path / "book.csv"), "--reports", str(tmp_path / "reports"), tmp_path=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    carol = json.loads((tmp_path / "reports" / "carol.json").read_text())
+    assert not carol["passed"] and not carol["forward"]["passed"]
+    rows = {row["student"]: row for row in csv.DictReader((tmp_path / "book.csv").open())}
+    assert "forward (mismatch)" in rows["carol"]["status"], rows["carol"]
+    assert json.loads((tmp_path / "reports" / "alice.json").read_text())["forward"]["passed"]
+
+
+def test_a_loss_layer_is_submitted_as_the_course_writes_it_and_its_forward_is_the_loss(tmp_path: Path) -> None:
+    # Observed: the gate asked for softmax_loss_forward/softmax_loss_backward, which no course writes
+    # (`loss, dx = softmax_loss(x, y)`), and failed every check with a NameError.
+    run = run_cli("check", str(SUBMISSIONS / "layer_softmax_loss_correct.py"), "--assignment", "softmax-loss", *FAST,
+                  tmp_path=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.report["forward"]["passed"] and run.report["parameters"]["x"]["passed"]

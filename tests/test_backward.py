@@ -209,3 +209,38 @@ def test_the_same_seed_gives_the_same_result() -> None:
     first = check_backward(affine_forward, backward, AFFINE_INPUTS, max_examples=20, seed=3)
     second = check_backward(affine_forward, backward, AFFINE_INPUTS, max_examples=20, seed=3)
     assert first == second and not first.passed
+
+
+# -- messages name the references actually used ----------------------------------------------------------------
+
+
+def _bias_not_summed(dout: np.ndarray, cache: Any) -> tuple[np.ndarray, ...]:
+    dx, dw, _ = affine_backward(dout, cache)
+    return dx, dw, dout[0]
+
+
+def _nan_dx(dout: np.ndarray, cache: Any) -> tuple[np.ndarray, ...]:
+    dx, dw, db = affine_backward(dout, cache)
+    return dx * np.nan, dw, db
+
+
+@pytest.mark.parametrize("backward", [_bias_not_summed, _nan_dx], ids=["mismatch", "non-finite"])
+def test_a_numpy_forward_s_messages_name_central_differences_and_never_autograd(backward: Any) -> None:
+    # Without a torch reference, the one reference is central differences of the numpy forward: no autograd ran.
+    result = check_backward(affine_forward, backward, AFFINE_INPUTS, max_examples=20)
+    assert not result.passed
+    assert "autograd" not in result.message and "finite differences (which agree" not in result.message
+    assert "central differences of the forward" in result.failures[0].summary + result.failures[0].details
+
+
+def test_a_forward_checked_against_the_reference_names_the_reference_forward_not_autograd() -> None:
+    def forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out = 1 / (1 + np.exp(-x)) * 1.01  # not the reference's function
+        return out, out
+
+    result = check_backward(forward, lambda dout, s: dout * s * (1 - s), {"x": ("N",)}, reference=torch.sigmoid,
+                            max_examples=20)
+    failure = result.failures[0]
+    assert failure.parameter == "forward" and "autograd" not in failure.message
+    assert "forward's output disagrees with the reference forward" in failure.summary
+    assert "reference forward" in failure.details.split("Worst element", 1)[1].splitlines()[0]

@@ -656,3 +656,55 @@ def test_the_case_fixture_respects_the_assignment_s_fixed_and_minimum_sizes(pyte
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
+
+
+def test_the_case_fixture_draws_a_layer_assignment_s_named_sizes_and_hyperparameters(pytester: pytest.Pytester
+                                                                                     ) -> None:
+    # Issue 11: the fixture assumed the seed's four sizes (batch, n_feature, n_hidden, n_output).
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.gradcheckers(assignment="conv")
+        def test_conv(gradcheckers_case, gradcheckers_tensors, gradcheckers_references):
+            sizes = gradcheckers_case.sizes
+            assert set(sizes.names) == {"N", "C", "H", "W", "F", "K", "stride", "pad"}
+            assert sizes.stride in (1, 2) and sizes.pad in (0, 1) and 1 <= sizes.K <= 3
+            assert sorted(gradcheckers_tensors) == ["b", "dout", "w", "x"]
+            assert gradcheckers_tensors["x"].shape == (sizes.N, sizes.C, sizes.H, sizes.W)
+            assert set(gradcheckers_references.autograd) == {"x", "w", "b"}
+
+        @pytest.mark.gradcheckers(assignment="dropout", size_bounds={"N": (3, 3)})
+        def test_dropout(gradcheckers_case, gradcheckers_tensors):
+            sizes = gradcheckers_case.sizes
+            assert sizes.N == 3 and 0.25 <= sizes.p <= 0.75
+            assert gradcheckers_tensors["x"].shape == (3, sizes.D)
+
+        @pytest.mark.gradcheckers(assignment="conv")
+        @pytest.mark.parametrize("run", range(8))
+        def test_conv_again(gradcheckers_case, run):
+            with open(f"case-{run}.txt", "w") as log:
+                print(gradcheckers_case, file=log)
+        """
+    )
+    first = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--gradcheckers-seed=4")
+    first.assert_outcomes(passed=10)
+    drawn = [(pytester.path / f"case-{run}.txt").read_text() for run in range(8)]
+    pytester.runpytest_subprocess("-p", "no:cacheprovider", "--gradcheckers-seed=4").assert_outcomes(passed=10)
+    assert drawn == [(pytester.path / f"case-{run}.txt").read_text() for run in range(8)]  # the same on every run
+    assert len(set(drawn)) > 1  # and not the same case for every test
+
+
+def test_a_layer_submission_s_forward_is_an_item_of_its_own_and_fails_alone(pytester: pytest.Pytester) -> None:
+    # The gate's forward verdict through the plugin: the gradients pass (judged against the reference forward's),
+    # the forward does not; it is not scored.
+    shutil.copy(ROOT / "tests" / "submissions" / "layer_affine_wrong_forward.py", pytester.path / "hw.py")
+    result = pytester.runpytest("--gradcheckers-submission=hw.py", "--gradcheckers-assignment=affine", EXAMPLES,
+                                "--gradcheckers-json=report.json")
+
+    result.assert_outcomes(failed=1, passed=3)
+    result.stdout.fnmatch_lines(["forward: FAILED (mismatch) after *", "x: passed *", "score 3 / 3 *",
+                                 "FAILED hw.py::forward - forward: FAILED (mismatch)"], consecutive=False)
+    report = json.loads((pytester.path / "report.json").read_text())
+    assert set(report["parameters"]) == {"x", "w", "b"} and not report["passed"]
+    assert not report["forward"]["passed"] and report["forward"]["reason"] == "mismatch"

@@ -64,11 +64,15 @@ def check_report(data: Mapping[str, Any]) -> None:
     for name, result in data["parameters"].items():
         assert name.isidentifier(), name
         check_parameter(name, result, seed_sizes=data["assignment"].startswith("two-layer"))
+    forward = data.get("forward")  # null, or a verdict shaped like a parameter's (layer assignments)
+    if forward is not None:
+        check_parameter("forward", forward, seed_sizes=False)
     if data["load_error"] is not None:
         assert data["parameters"] == {} and not data["passed"]
     else:
         assert data["passed"] == (data["internal_error"] is None and bool(data["parameters"])
-                                  and all(r["passed"] for r in data["parameters"].values()))
+                                  and all(r["passed"] for r in data["parameters"].values())
+                                  and (forward is None or forward["passed"]))
     assert 0 <= data["score"] <= data["max_score"]
     json.dumps(data, allow_nan=False)  # strict JSON: no NaN or infinities
 
@@ -124,7 +128,7 @@ def check_gradescope(data: Mapping[str, Any], weights: Mapping[str, float] | Non
     if data.get("tests") and "score" in data:
         assert data["score"] == pytest.approx(sum(t["score"] for t in data["tests"]))
     for test in data.get("tests", []):
-        if weights is not None:
+        if weights is not None and test["name"].startswith("gradient of "):  # not "the forward (not scored)"
             parameter = test["name"].split()[-1]  # "gradient of W1"
             assert test["max_score"] == weights.get(parameter, 1.0), test
 
@@ -160,18 +164,20 @@ def check_junit(text: str, reports: list[Mapping[str, Any]]) -> ET.Element:
         if data["load_error"] is not None:
             assert [c.get("name") for c in cases] == ["load"] and cases[0].find("error") is not None
             continue
-        params = data["parameters"]
+        # A layer's forward is a testcase of its own, named "forward", before the parameters' grad_<p>.
+        verdicts = {**({"forward": data["forward"]} if data.get("forward") else {}),
+                    **{f"grad_{p}": r for p, r in data["parameters"].items()}}
         internal = ["internal"] if data.get("internal_error") else []
-        assert [c.get("name") for c in cases] == [*internal, *(f"grad_{p}" for p in params)]
+        assert [c.get("name") for c in cases] == [*internal, *verdicts]
         cases = cases[len(internal):]
         assert all("." not in (c.get("classname") or ".") and "/" not in (c.get("classname") or "/") for c in cases)
         failing = {c.get("name") for c in cases if c.find("failure") is not None}
-        assert failing == {f"grad_{p}" for p, r in params.items() if not r["passed"]}
+        assert failing == {label for label, r in verdicts.items() if not r["passed"]}
         assert suite.get("failures") == str(len(failing)) and suite.get("tests") == str(len(cases) + len(internal))
         for case in cases:
             failure = case.find("failure")
             if failure is not None:
-                assert failure.get("type") == params[case.get("name", "")[5:]]["reason"]
+                assert failure.get("type") == verdicts[case.get("name", "")]["reason"]
     return root
 
 
