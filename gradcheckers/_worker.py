@@ -674,13 +674,15 @@ def _as_array(value: object) -> np.ndarray | None:
         if tensor.dtype == torch.bfloat16:
             tensor = tensor.float()
         array = tensor.cpu().resolve_conj().resolve_neg().contiguous().numpy()
-    elif isinstance(value, np.ndarray):
-        array = np.ascontiguousarray(value)
+    elif isinstance(value, (np.ndarray, np.generic)):  # np.generic: a numpy scalar, e.g. a loss's np.float64
+        array = np.asarray(value)
     else:
         return None
     if array.dtype.kind in "biuf" and not array.dtype.isnative:
         array = array.astype(array.dtype.newbyteorder("="))
-    return np.ascontiguousarray(array)
+    # np.require, not np.ascontiguousarray: the latter gives a 0-d array (a loss, a scalar parameter's gradient)
+    # a spurious axis of length 1, which the parent would then judge a wrong shape.
+    return np.require(array, requirements="C")
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

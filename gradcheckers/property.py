@@ -460,9 +460,6 @@ def evaluate_forward(formula: Formula, case: Case, assignment: Assignment, cache
         exact = {n: (t.detach().cpu().double() if t.is_floating_point() else t.detach().cpu()) for n, t in args.items()}
         reference = torch.as_tensor(assignment.forward(**exact, **hyper))
     got = torch.as_tensor(value).detach().cpu()
-    if reference.dim() == 0 and tuple(got.shape) == (1,):
-        # A loss's value: the worker hands back every array with at least one axis (np.ascontiguousarray).
-        got = got.reshape(())
     return judge_forward(got, reference, getattr(torch, case.dtype), tolerance, lambda: f"Case: {case.describe()}")
 
 

@@ -247,6 +247,22 @@ def test_the_autograd_engine_itself_is_guarded(open_worker: OpenWorker, tmp_path
     assert forbidden.message.startswith("grad_b2(): the autograd engine (a backward pass) was used at line 6")
 
 
+def test_a_zero_dimensional_result_keeps_its_shape(tmp_path: Path) -> None:
+    # A loss's value or a scalar parameter's gradient: np.ascontiguousarray used to add an axis, so a correct
+    # 0-d answer came back as shape (1,) and was judged a wrong shape.
+    path = tmp_path / "scalars.py"
+    path.write_text(
+        "import numpy as np\nimport torch\n\n"
+        "def as_tensor(X, Y, W1, b1, W2, b2):\n    return (X * 0).sum()\n\n"
+        "def as_array(X, Y, W1, b1, W2, b2):\n    return np.array(2.5)\n\n"
+        "def as_numpy_scalar(X, Y, W1, b1, W2, b2):\n    return np.float64(2.5)\n"
+    )
+    with Worker(load_source(path), FAST) as worker:
+        results = {name: worker.call(name, network()) for name in ("as_tensor", "as_array", "as_numpy_scalar")}
+    assert {name: r.shape for name, r in results.items()} == dict.fromkeys(results, ())
+    assert float(results["as_numpy_scalar"]) == 2.5
+
+
 def test_autograd_can_be_allowed(open_worker: OpenWorker) -> None:
     worker = open_worker("autograd_grad.py", Limits(call_timeout=5.0, allow_autograd=True))
     arrays = network()
