@@ -22,7 +22,7 @@ _EXPORTS = {
     "Hyperparameter": "gradcheckers.assignment",
     "BackwardResult": "gradcheckers.backward",
     "Input": "gradcheckers.backward",
-    "Layer": "gradcheckers.backward",
+    "Layer": "gradcheckers.layer",
     "assert_backward": "gradcheckers.backward",
     "check_backward": "gradcheckers.backward",
     "labels": "gradcheckers.backward",
@@ -119,7 +119,6 @@ if TYPE_CHECKING:
     from gradcheckers.backward import (
         BackwardResult,
         Input,
-        Layer,
         assert_backward,
         check_backward,
         labels,
@@ -141,6 +140,7 @@ if TYPE_CHECKING:
         LoadError,
         SubmissionFailure,
     )
+    from gradcheckers.layer import Layer
     from gradcheckers.limits import Limits
     from gradcheckers.property import (
         CheckResult,

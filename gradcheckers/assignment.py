@@ -327,7 +327,7 @@ _BUILTIN = {
     "softmax-classifier": "gradcheckers.models.softmax:SOFTMAX_CLASSIFIER",
     "logistic-regression": "gradcheckers.models.logistic:LOGISTIC_REGRESSION",
 }
-# The layer pack (gradcheckers.models.layers.LAYERS, each a backward.Layer turned into an assignment on first use).
+# The layer pack (gradcheckers.models.layers.LAYERS, each a layer.Layer turned into an assignment on first use).
 LAYER_NAMES = ("affine", "relu", "leaky-relu", "sigmoid", "tanh", "softmax-loss", "svm-loss", "word2vec-naive-softmax",
                "batchnorm", "layernorm", "dropout", "conv", "maxpool", "rnn-step")
 _BUILTIN.update({name: f"gradcheckers.models.layers:{name}" for name in LAYER_NAMES})

@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 from torch import Tensor
 
 from gradcheckers import strategies
-from gradcheckers.assignment import Assignment, Case, Hyperparameter, Sizes
+from gradcheckers.assignment import Case, Hyperparameter, Sizes
 from gradcheckers.compare import ReferenceNames, Verdict, judge_with_limits
 from gradcheckers.errors import GradientMismatchError, InvalidArgument
 from gradcheckers.forward_verdict import UNIFORM_RELATIVE_FLOOR, UNIFORM_RELATIVE_LIMIT, judge_forward
@@ -45,8 +45,6 @@ from gradcheckers.tolerance import REFERENCE_SAFETY, Tolerance, allowed_error, g
 __all__ = [
     "BackwardResult",
     "Input",
-    "Layer",
-    "Variant",
     "assert_backward",
     "check_backward",
     "labels",
@@ -646,69 +644,3 @@ def assert_backward(forward: Forward, backward: Backward, inputs: Mapping[str, I
     result = check_backward(forward, backward, inputs, **options)
     if not result.passed:
         raise GradientMismatchError(result.message)
-
-
-# --------------------------------------------------------------------------------------------------------
-# A layer as an assignment: its inputs, sizes, hyperparameters and reference, plus known right and wrong answers
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One implementation of a layer: a ``forward`` (None: the layer's own) and a ``backward``; ``fails`` names
-    the input whose gradient it gets wrong (``"forward"`` for the forward), or is None for a correct one."""
-
-    backward: Backward
-    fails: str | None = None
-    forward: Forward | None = None
-
-
-@dataclass(frozen=True)
-class Layer:
-    """A layer a course assigns, as data: what :func:`check_backward` needs to check anyone's implementation of it.
-
-    ``forward`` and ``backward`` are the correct numpy implementation in the course's calling convention;
-    ``reference`` the forward in torch; ``wrong`` and ``correct`` are further implementations that must fail
-    (at the input they name) and pass.
-    """
-
-    name: str
-    title: str
-    inputs: Mapping[str, InputSpec]
-    forward: Forward
-    backward: Backward
-    reference: Callable[..., Tensor] | None = None
-    sizes: Mapping[str, tuple[int, int] | int] = field(default_factory=dict)
-    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
-    where: Callable[[Sizes], bool] | None = None
-    wrong: Mapping[str, Variant] = field(default_factory=dict)
-    correct: Mapping[str, Variant] = field(default_factory=dict)
-    # The names a submission defines for the gate: (forward, backward), or (loss, None) for a loss that returns its
-    # own gradients (``loss, dx = softmax_loss(x, y)``). Default: <name>_forward, <name>_backward.
-    functions: tuple[str, str | None] | None = None
-
-    @property
-    def function_names(self) -> tuple[str, str | None]:
-        base = self.name.replace("-", "_")
-        return self.functions or (f"{base}_forward", f"{base}_backward")
-
-    def assignment(self) -> Assignment:
-        """This layer as an :class:`~gradcheckers.assignment.Assignment` for the gate and ``check_formulas``."""
-        from gradcheckers.layer_assignment import layer_assignment
-
-        return layer_assignment(self)
-
-    def check(self, forward: Forward | None = None, backward: Backward | None = None, **options: Any
-              ) -> BackwardResult:
-        """:func:`check_backward` of ``forward`` (default: this layer's) and ``backward`` with this layer's inputs,
-        sizes, hyperparameters and torch reference; ``options`` override any of them."""
-        settings: dict[str, Any] = {"sizes": self.sizes, "hyperparameters": self.hyperparameters,
-                                    "where": self.where, "reference": self.reference, **options}
-        return check_backward(forward or self.forward, backward or self.backward, self.inputs, **settings)
-
-    def assert_correct(self, forward: Forward | None = None, backward: Backward | None = None, **options: Any
-                       ) -> None:
-        """:meth:`check`, raising :class:`~gradcheckers.errors.GradientMismatchError` when it does not pass."""
-        __tracebackhide__ = True
-        result = self.check(forward, backward, **options)
-        if not result.passed:
-            raise GradientMismatchError(f"{self.name}: {result.message}")

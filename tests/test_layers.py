@@ -10,7 +10,8 @@ import pytest
 from gradcheckers.models.layers import LAYERS
 
 from gradcheckers.assignment import Case, Hyperparameter
-from gradcheckers.backward import DEFAULT_SIZE, Layer, Variant, _evaluate, _layer
+from gradcheckers.backward import DEFAULT_SIZE, _evaluate, _layer
+from gradcheckers.layer import Layer, Variant
 from gradcheckers.tolerance import Tolerance
 
 # Few examples keep the suite fast: every wrong variant here fails within its first examples.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from gradcheckers.models.layers import LAYERS
 
-from gradcheckers.backward import Layer, Variant
+from gradcheckers.layer import Layer, Variant
 
 EXAMPLES = 2000
 # A known false alarm of the rounding model (issue 9, still open): in float32, at a nearly saturated tanh

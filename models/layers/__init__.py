@@ -1,4 +1,4 @@
-"""The layers courses assign, each a :class:`gradcheckers.backward.Layer`: its numpy forward and backward in the
+"""The layers courses assign, each a :class:`gradcheckers.layer.Layer`: its numpy forward and backward in the
 course's calling convention, its torch reference, realistic wrong variants (which must fail, at the input they
 name) and differently written correct ones (which must pass).
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from gradcheckers.models.layers import elementwise, losses, normalization, recurrent, spatial
 
 from gradcheckers.assignment import Assignment
-from gradcheckers.backward import Layer
+from gradcheckers.layer import Layer
 
 __all__ = ["LAYERS", "assignment"]
 

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from gradcheckers.assignment import Hyperparameter
-from gradcheckers.backward import Layer, Variant
+from gradcheckers.layer import Layer, Variant
 
 # -- affine: out = x.reshape(N, -1) @ w + b, for x of any rank ------------------------------------------------
 

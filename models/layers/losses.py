@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gradcheckers.backward import Layer, Variant, labels
+from gradcheckers.backward import labels
+from gradcheckers.layer import Layer, Variant
 
 
 def _scaled(dout: Any, grads: Any) -> Any:

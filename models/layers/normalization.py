@@ -13,7 +13,8 @@ import torch
 from torch import Tensor
 
 from gradcheckers.assignment import Hyperparameter
-from gradcheckers.backward import Layer, Variant, mask, positive
+from gradcheckers.backward import mask, positive
+from gradcheckers.layer import Layer, Variant
 
 EPS = 1e-5
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from gradcheckers.backward import Layer, Variant
+from gradcheckers.layer import Layer, Variant
 
 
 def rnn_step_forward(x: np.ndarray, prev_h: np.ndarray, wx: np.ndarray, wh: np.ndarray, b: np.ndarray

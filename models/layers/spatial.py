@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from gradcheckers.assignment import Hyperparameter, Sizes
-from gradcheckers.backward import Layer, Variant
+from gradcheckers.layer import Layer, Variant
 
 # -- convolution (cross-correlation, as in every deep-learning library) ---------------------------------------
 

@@ -1,4 +1,6 @@
-"""A :class:`~gradcheckers.backward.Layer` as an :class:`~gradcheckers.assignment.Assignment`, for the gate.
+"""A layer a course assigns, as data (:class:`Layer`: its numpy forward and backward, torch reference, sizes,
+hyperparameters, known right and wrong answers), checked with :func:`~gradcheckers.backward.check_backward` and
+turned into an :class:`~gradcheckers.assignment.Assignment` for the gate.
 
 The assignment's arguments are the layer's inputs that are not differentiated (labels, masks), then ``dout`` (the
 random upstream gradient, an input like any other), then the differentiated inputs (its parameters); its loss is
@@ -10,21 +12,92 @@ appended to it in its worker calls them in the course's convention and hands bac
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from gradcheckers.assignment import ADAPTER_FORWARD_FUNCTION, ADAPTER_FUNCTION, Assignment, Sizes
+from gradcheckers.backward import (
+    DEFAULT_SIZE,
+    Backward,
+    BackwardResult,
+    Forward,
+    Input,
+    InputSpec,
+    as_input,
+    check_backward,
+)
+from gradcheckers.errors import GradientMismatchError
 
-if TYPE_CHECKING:
-    from gradcheckers.backward import Layer
-
-__all__ = ["UPSTREAM", "layer_assignment"]
+__all__ = ["UPSTREAM", "Layer", "Variant", "layer_assignment"]
 
 UPSTREAM = "dout"
+
+
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One implementation of a layer: a ``forward`` (None: the layer's own) and a ``backward``; ``fails`` names
+    the input whose gradient it gets wrong (``"forward"`` for the forward), or is None for a correct one."""
+
+    backward: Backward
+    fails: str | None = None
+    forward: Forward | None = None
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A layer a course assigns, as data: what :func:`check_backward` needs to check anyone's implementation of it.
+
+    ``forward`` and ``backward`` are the correct numpy implementation in the course's calling convention;
+    ``reference`` the forward in torch; ``wrong`` and ``correct`` are further implementations that must fail
+    (at the input they name) and pass.
+    """
+
+    name: str
+    title: str
+    inputs: Mapping[str, InputSpec]
+    forward: Forward
+    backward: Backward
+    reference: Callable[..., Tensor] | None = None
+    sizes: Mapping[str, tuple[int, int] | int] = field(default_factory=dict)
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+    where: Callable[[Sizes], bool] | None = None
+    wrong: Mapping[str, Variant] = field(default_factory=dict)
+    correct: Mapping[str, Variant] = field(default_factory=dict)
+    # The names a submission defines for the gate: (forward, backward), or (loss, None) for a loss that returns its
+    # own gradients (``loss, dx = softmax_loss(x, y)``). Default: <name>_forward, <name>_backward.
+    functions: tuple[str, str | None] | None = None
+
+    @property
+    def function_names(self) -> tuple[str, str | None]:
+        base = self.name.replace("-", "_")
+        return self.functions or (f"{base}_forward", f"{base}_backward")
+
+    def assignment(self) -> Assignment:
+        """This layer as an :class:`~gradcheckers.assignment.Assignment` for the gate and ``check_formulas``."""
+        return layer_assignment(self)
+
+    def check(self, forward: Forward | None = None, backward: Backward | None = None, **options: Any
+              ) -> BackwardResult:
+        """:func:`check_backward` of ``forward`` (default: this layer's) and ``backward`` with this layer's inputs,
+        sizes, hyperparameters and torch reference; ``options`` override any of them."""
+        settings: dict[str, Any] = {"sizes": self.sizes, "hyperparameters": self.hyperparameters,
+                                    "where": self.where, "reference": self.reference, **options}
+        return check_backward(forward or self.forward, backward or self.backward, self.inputs, **settings)
+
+    def assert_correct(self, forward: Forward | None = None, backward: Backward | None = None, **options: Any
+                       ) -> None:
+        """:meth:`check`, raising :class:`~gradcheckers.errors.GradientMismatchError` when it does not pass."""
+        __tracebackhide__ = True
+        result = self.check(forward, backward, **options)
+        if not result.passed:
+            raise GradientMismatchError(f"{self.name}: {result.message}")
 
 # Runs in the submission's worker (no gradcheckers there): the course's forward, then its backward, on numpy arrays.
 _ADAPTER = """
@@ -61,15 +134,11 @@ _FROM_LOSS = "tuple(dout * g for g in result[1]) if isinstance(result[1], (tuple
 
 
 def _differentiated(layer: Layer) -> tuple[str, ...]:
-    from gradcheckers.backward import Input, as_input
-
     specs = {name: as_input(name, spec) for name, spec in layer.inputs.items()}
     return tuple(n for n, s in specs.items() if not isinstance(s, Input) or s.is_differentiable)
 
 
 def _draw_inputs(layer: Layer, sizes: Sizes, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    from gradcheckers.backward import Input, as_input
-
     drawn = {}
     for name, spec in layer.inputs.items():
         item = as_input(name, spec)
@@ -142,8 +211,6 @@ def layer_assignment(layer: Layer) -> Assignment:
 
 
 def _default_sizes(layer: Layer) -> dict[str, Any]:
-    from gradcheckers.backward import DEFAULT_SIZE, Input, as_input
-
     found: dict[str, Any] = {}
     for name, spec in layer.inputs.items():
         item = as_input(name, spec)
