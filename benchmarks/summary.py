@@ -83,9 +83,9 @@ def rows(figures: dict[str, object]) -> list[Row]:
         out.append(Row(f"structure-aware full FD ÷ one fwd+bwd, P={label}", value, bound, "×"))
     throughput = figures.get("throughput") or {}
     assert isinstance(throughput, dict)
-    empty = throughput.get("hypothesis_only_per_second")
+    empty, cpu = throughput.get("hypothesis_only_per_second"), throughput.get("examples_per_cpu_second")
     out.append(Row("in-process property check (examples/s)", throughput.get("examples_per_second"), 800, "/s",
-                   f"Hypothesis alone {empty:,.0f}/s" if empty else ""))
+                   f"Hypothesis alone {empty:,.0f}/s; per CPU second {cpu:,.0f}/s" if empty and cpu else ""))
     gate = figures.get("gate") or {}
     assert isinstance(gate, dict)
     check, bare = gate.get("check"), gate.get("import_torch")
@@ -99,7 +99,8 @@ def oversubscribed() -> bool:
     return hasattr(os, "getloadavg") and os.getloadavg()[0] > (os.cpu_count() or 1)
 
 
-def render(table_rows: list[Row], machine_before: str, machine_after: str, quick: bool, busy: bool = False) -> str:
+def render(table_rows: list[Row], machine_before: str, machine_after: str, command: str, seconds: float,
+           busy: bool = False) -> str:
     """The summary; ``busy`` (the machine was oversubscribed during the run) marks every verdict with * and
     says why: with two intra-op threads each waiting for the other at every barrier, a loaded machine slows
     the many-small-calls methods (one fwd+bwd, the loops, gradcheck) far more than the batched ones, so the
@@ -111,7 +112,7 @@ def render(table_rows: list[Row], machine_before: str, machine_after: str, quick
     note = ("\n\\* The load average exceeded the number of CPUs during this run: the figures measure contention "
             "between processes (small calls with two intra-op threads suffer most), not the code; they are not "
             "evidence for or against a target. Rerun on a quiet machine.\n" if busy else "")
-    return (f"Measured by `python -m benchmarks.run{' --quick' if quick else ''}`: medians of interleaved repeats, "
+    return (f"Measured by `{command}` ({seconds / 60:.0f} minutes): medians of interleaved repeats, "
             f"ratios between figures of the same run.\n\nMachine at the start: {machine_before}.\n"
             f"Machine at the end: {machine_after}.\n\n{body}\n{note}")
 
