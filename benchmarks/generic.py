@@ -169,7 +169,7 @@ def _loop_scale(hidden: int) -> float:
     return 1.0 if hidden <= 100 else P / min(LOOP_SAMPLE, P)
 
 
-def speed(*, quick: bool, threads: int | None = None) -> dict[int, dict[str, float]]:
+def speed(*, quick: bool, threads: int | None = None, memory: bool = True) -> dict[int, dict[str, float]]:
     """Medians per nominal P and method; the loops' figures at P > 1e3 are the sampled loop's, scaled."""
     sizes = [100, 1_000] if quick else [100, 1_000, 10_000]
     rows, out = [], {}
@@ -186,7 +186,7 @@ def speed(*, quick: bool, threads: int | None = None) -> dict[int, dict[str, flo
         unit = out[P]["fwd+bwd"]
         for m in names:
             memory = None
-            if not quick and m not in ("fwd+bwd", "gradcheck slow", FLOOR) and scale[m] == 1.0:
+            if memory and not quick and m not in ("fwd+bwd", "gradcheck slow", FLOOR) and scale[m] == 1.0:
                 memory = peak_memory("benchmarks.generic:_memory_factory", m, hidden, threads=threads)
             mark = scale[m] != 1.0
             label = f"{m} (~: {LOOP_SAMPLE:,} elements × {scale[m]:.1f})" if mark else m
@@ -290,8 +290,9 @@ def detection(*, quick: bool, trials: int | None = None) -> None:
 
 
 def run(*, quick: bool = False, threads: int | None = None, detect: bool = True) -> dict[int, dict[str, float]]:
+    """Without ``detect`` (the targets alone): no detection trials and no peak memory."""
     heading("Target 3: a generic loss (MLP closure) through assert_gradients_agree")
-    figures = speed(quick=quick, threads=threads)
+    figures = speed(quick=quick, threads=threads, memory=detect)
     if detect:
         print()
         detection(quick=quick)

@@ -112,7 +112,8 @@ def render(table_rows: list[Row], machine_before: str, machine_after: str, comma
     note = ("\n\\* The load average exceeded the number of CPUs during this run: the figures measure contention "
             "between processes (small calls with two intra-op threads suffer most), not the code; they are not "
             "evidence for or against a target. Rerun on a quiet machine.\n" if busy else "")
-    return (f"Measured by `{command}` ({seconds / 60:.0f} minutes): medians of interleaved repeats, "
+    took = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} minutes"
+    return (f"Measured by `{command}` ({took}): medians of interleaved repeats, "
             f"ratios between figures of the same run.\n\nMachine at the start: {machine_before}.\n"
             f"Machine at the end: {machine_after}.\n\n{body}\n{note}")
 
