@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 
 from benchmarks._harness import ROOT, table
+from benchmarks.generic import FLOOR, LOOP4
 
 README = ROOT / "README.md"
 # The generated part of the README's performance section lies between these two lines.
@@ -48,6 +49,16 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+GENERIC = "assert_gradients_agree"
+
+
+def _floor(figures: dict[str, float], other: str) -> str:
+    """Where the generic path stands against the least that computing its estimates costs (see
+    benchmarks/generic.py): the 4P evaluations alone, as a ratio to the same baseline."""
+    floor, ours = _ratio(figures.get(FLOOR), figures.get(other)), _ratio(figures.get(GENERIC), figures.get(FLOOR))
+    return f"floor {floor:.2f}×; ours {ours:.2f}× the floor" if floor is not None and ours is not None else ""
+
+
 def rows(figures: dict[str, object]) -> list[Row]:
     """The table's rows from what the benchmark modules returned (missing ones: not measured)."""
     out: list[Row] = []
@@ -57,11 +68,10 @@ def rows(figures: dict[str, object]) -> list[Row]:
         g = generic.get(P, {})
         sampled = " (loop: sampled)" if P > 1_000 else ""
         out.append(Row(f"generic FD (`assert_gradients_agree`, every element) ÷ per-element loop, same estimates, "
-                       f"P={label}{sampled}", _ratio(g.get("assert_gradients_agree"),
-                                                     g.get("per-element loop, 4 evaluations")), 0.25, "×"))
+                       f"P={label}{sampled}", _ratio(g.get(GENERIC), g.get(LOOP4)), 0.25, "×", _floor(g, LOOP4)))
     g = generic.get(10_000, {})
-    out.append(Row("generic FD ÷ `gradcheck` slow mode, P=10,001",
-                   _ratio(g.get("assert_gradients_agree"), g.get("gradcheck slow")), 0.1, "×"))
+    out.append(Row("generic FD ÷ `gradcheck` slow mode, P=10,001", _ratio(g.get(GENERIC), g.get("gradcheck slow")),
+                   0.1, "×", _floor(g, "gradcheck slow")))
     fd = figures.get("fd")
     for P, label, bound in ((10_000, "10,404", 8), (100_000, "104,004", 15)):
         value = None
@@ -73,9 +83,9 @@ def rows(figures: dict[str, object]) -> list[Row]:
         out.append(Row(f"structure-aware full FD ÷ one fwd+bwd, P={label}", value, bound, "×"))
     throughput = figures.get("throughput") or {}
     assert isinstance(throughput, dict)
-    empty = throughput.get("hypothesis_only_per_second")
+    empty, cpu = throughput.get("hypothesis_only_per_second"), throughput.get("examples_per_cpu_second")
     out.append(Row("in-process property check (examples/s)", throughput.get("examples_per_second"), 800, "/s",
-                   f"Hypothesis alone {empty:,.0f}/s" if empty else ""))
+                   f"Hypothesis alone {empty:,.0f}/s; per CPU second {cpu:,.0f}/s" if empty and cpu else ""))
     gate = figures.get("gate") or {}
     assert isinstance(gate, dict)
     check, bare = gate.get("check"), gate.get("import_torch")
@@ -89,7 +99,8 @@ def oversubscribed() -> bool:
     return hasattr(os, "getloadavg") and os.getloadavg()[0] > (os.cpu_count() or 1)
 
 
-def render(table_rows: list[Row], machine_before: str, machine_after: str, quick: bool, busy: bool = False) -> str:
+def render(table_rows: list[Row], machine_before: str, machine_after: str, command: str, seconds: float,
+           busy: bool = False) -> str:
     """The summary; ``busy`` (the machine was oversubscribed during the run) marks every verdict with * and
     says why: with two intra-op threads each waiting for the other at every barrier, a loaded machine slows
     the many-small-calls methods (one fwd+bwd, the loops, gradcheck) far more than the batched ones, so the
@@ -101,7 +112,8 @@ def render(table_rows: list[Row], machine_before: str, machine_after: str, quick
     note = ("\n\\* The load average exceeded the number of CPUs during this run: the figures measure contention "
             "between processes (small calls with two intra-op threads suffer most), not the code; they are not "
             "evidence for or against a target. Rerun on a quiet machine.\n" if busy else "")
-    return (f"Measured by `python -m benchmarks.run{' --quick' if quick else ''}`: medians of interleaved repeats, "
+    took = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} minutes"
+    return (f"Measured by `{command}` ({took}): medians of interleaved repeats, "
             f"ratios between figures of the same run.\n\nMachine at the start: {machine_before}.\n"
             f"Machine at the end: {machine_after}.\n\n{body}\n{note}")
 

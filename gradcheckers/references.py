@@ -86,12 +86,16 @@ class PromoteToFloat64(TorchFunctionMode):
         # u times its largest terms, not u times the (possibly cancelled) value of the loss itself.
         self.track_scale = track_scale
         self.scale = 0.0
+        # Whether any call had an argument below float64 (or one it could not tell): a loss that promotes
+        # nothing at its base point computes in float64 alone, and its perturbed copies can skip the mode.
+        self.promoted = False
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         # Promoting walks every argument with tree_map, which costs more than a small op itself: skip it
         # when no argument needs it.
         if _needs_promotion(args) or _needs_promotion(kwargs.values()):
+            self.promoted = True
             args = tree_map(_promote, args)
             kwargs = tree_map(_promote, kwargs)
         result = func(*args, **kwargs)
@@ -161,7 +165,16 @@ def _check_scalar(value: object) -> None:
         raise TypeError(f"the loss function must return a scalar tensor, got {shape}")
 
 
-def _losses_along(loss_fn: LossFn, args: Mapping[str, Tensor], name: str, batch: Tensor) -> tuple[Tensor, bool]:
+def _promoting(promote: bool) -> contextlib.AbstractContextManager[object]:
+    """PromoteToFloat64 where the loss needs it (see _Base.promote); nothing where it computes in float64 alone:
+    the mode runs Python on every op of every batched call (at P = 1e2, benchmarks/generic.py's MLP, 12% of
+    finite_difference_gradients' CPU time; nothing measurable at 1e3, where the ops themselves dominate)."""
+    return PromoteToFloat64() if promote else contextlib.nullcontext()
+
+
+def _losses_along(
+    loss_fn: LossFn, args: Mapping[str, Tensor], name: str, batch: Tensor, promote: bool = True
+) -> tuple[Tensor, bool]:
     """loss(args with args[name] replaced by each row of ``batch``), vectorized by vmap where it can be, and
     whether vmap batched them (False: one forward call per row)."""
 
@@ -169,7 +182,7 @@ def _losses_along(loss_fn: LossFn, args: Mapping[str, Tensor], name: str, batch:
         return loss_fn(**{**args, name: p}).reshape(())
 
     try:
-        with PromoteToFloat64(), warnings.catch_warnings():
+        with _promoting(promote), warnings.catch_warnings():
             # An op without a batching rule runs through vmap's per-copy fallback with a warning for every
             # call; the result is right (or caught by the spot checks below), so the warning is only noise.
             warnings.filterwarnings("ignore", message="There is a performance drop", category=UserWarning)
@@ -177,11 +190,13 @@ def _losses_along(loss_fn: LossFn, args: Mapping[str, Tensor], name: str, batch:
     except Exception:
         # Losses that call .item(), use data-dependent control flow or in-place ops on the batched tensor
         # cannot be vmapped; they still get every perturbation, one forward call at a time.
-        return _one_at_a_time(loss_fn, args, name, batch), False
+        return _one_at_a_time(loss_fn, args, name, batch, promote), False
 
 
-def _one_at_a_time(loss_fn: LossFn, args: Mapping[str, Tensor], name: str, batch: Tensor) -> Tensor:
-    with PromoteToFloat64():
+def _one_at_a_time(
+    loss_fn: LossFn, args: Mapping[str, Tensor], name: str, batch: Tensor, promote: bool = True
+) -> Tensor:
+    with _promoting(promote):
         return torch.stack([loss_fn(**{**args, name: p}).reshape(()) for p in batch]).detach()
 
 
@@ -194,15 +209,29 @@ def _copies_per_call(largest: int) -> int:
     return max(len(_MULTIPLIERS), budget // max(largest, 1))
 
 
-def _base(loss_fn: LossFn, args: Mapping[str, Tensor]) -> tuple[float, int]:
-    """The rounding error of one evaluation of the loss at ``args`` (float64), and the number of perturbed
-    copies per vmapped call (see _copies_per_call)."""
+@dataclass(frozen=True)
+class _Base:
+    """What one evaluation of the loss at the unperturbed point tells the batched evaluations."""
+
+    rounding: float  # the rounding error of one evaluation (float64)
+    copies: int  # perturbed copies per vmapped call (see _copies_per_call)
+    # Whether the loss needs PromoteToFloat64: it met a tensor below float64 (a closure over float32 data, a
+    # factory in the default dtype). One that did not computes the same numbers without the mode; a loss that
+    # creates such a tensor only on a branch the base point does not take would then round in float32 there,
+    # which the spot checks and the autograd cross-check do not see, but its copies lie within 2e-5 relative
+    # of the base point, where a branch is a kink that the error estimate shows anyway.
+    promote: bool
+
+
+def _base(loss_fn: LossFn, args: Mapping[str, Tensor]) -> _Base:
+    """The rounding error of one evaluation of the loss at ``args`` (float64), the number of perturbed copies
+    per vmapped call and whether the evaluations need PromoteToFloat64."""
     mode = PromoteToFloat64(track_scale=True)
     with mode:
         base = loss_fn(**args)
     _check_scalar(base)
     rounding = _LOSS_ROUNDING * _U64 * (base.detach().abs().item() + mode.scale + 1e-300)
-    return rounding, _copies_per_call(mode.largest)
+    return _Base(rounding, _copies_per_call(mode.largest), mode.promoted or base.dtype != torch.float64)
 
 
 def _steps(flat: Tensor, step: float) -> Tensor:
@@ -211,13 +240,18 @@ def _steps(flat: Tensor, step: float) -> Tensor:
     return step * torch.where(flat.isfinite(), flat.abs(), 1.0).clamp(min=1)
 
 
-def _perturbed(flat: Tensor, s: Tensor, idx: Tensor) -> Tensor:
-    """Copies of ``flat``, row m * k + j moved by _MULTIPLIERS[m] * s[idx[j]] in element idx[j] (k = |idx|)."""
+def _perturbed(flat: Tensor, s: Tensor, idx: Tensor, out: Tensor | None = None) -> Tensor:
+    """Copies of ``flat``, row m * k + j moved by _MULTIPLIERS[m] * s[idx[j]] in element idx[j] (k = |idx|),
+    written into the first rows of ``out`` if given (all of them fresh copies: a loss may change its
+    argument in place)."""
     mult = torch.tensor(_MULTIPLIERS, dtype=torch.float64, device=flat.device)
     k = idx.numel()
-    batch = flat.repeat(len(_MULTIPLIERS) * k, 1)
-    rows = torch.arange(len(_MULTIPLIERS) * k, device=flat.device)
-    batch[rows, idx.repeat(len(_MULTIPLIERS))] += (mult[:, None] * s[idx]).reshape(-1)
+    rows = len(_MULTIPLIERS) * k
+    if out is None:
+        batch = flat.repeat(rows, 1)
+    else:  # reusing the memory of the previous chunk saves allocating and faulting in a fresh one
+        batch = out[:rows].copy_(flat.expand(rows, -1))
+    batch[torch.arange(rows, device=flat.device), idx.repeat(len(_MULTIPLIERS))] += (mult[:, None] * s[idx]).reshape(-1)
     return batch
 
 
@@ -231,7 +265,7 @@ def _agree(batched: Tensor, unbatched: Tensor, rounding: float) -> bool:
 
 
 def _perturbed_losses(
-    loss_fn: LossFn, args: Mapping[str, Tensor], name: str, s: Tensor, chunk: int, rounding: float
+    loss_fn: LossFn, args: Mapping[str, Tensor], name: str, s: Tensor, chunk: int, base: _Base
 ) -> tuple[Tensor, bool]:
     """The losses at every perturbation of args[name], shape (len(_MULTIPLIERS), numel), and whether they
     came from vmap.
@@ -246,19 +280,21 @@ def _perturbed_losses(
     flat = theta.reshape(-1)
     numel = flat.numel()
     values = torch.empty(len(_MULTIPLIERS), numel, dtype=torch.float64, device=theta.device)
+    buffer = torch.empty(len(_MULTIPLIERS) * min(chunk, numel), numel, dtype=torch.float64, device=theta.device)
     batched = False
     for lo in range(0, numel, chunk):
         idx = torch.arange(lo, min(numel, lo + chunk), device=theta.device)
-        losses, vmapped = _losses_along(loss_fn, args, name, _perturbed(flat, s, idx).reshape(-1, *theta.shape))
+        batch = _perturbed(flat, s, idx, buffer).reshape(-1, *theta.shape)
+        losses, vmapped = _losses_along(loss_fn, args, name, batch, base.promote)
         batched |= vmapped
         values[:, lo : lo + idx.numel()] = losses.reshape(len(_MULTIPLIERS), idx.numel())
     if batched:
         ends = torch.tensor([0, numel - 1], device=theta.device)
         rows = _perturbed(flat, s, ends)[[0, 3 * 2 + 1]]  # (+s, first element) and (-2s, last element)
-        alone = _one_at_a_time(loss_fn, args, name, rows.reshape(-1, *theta.shape))
-        if not _agree(torch.stack([values[0, 0], values[3, -1]]), alone, rounding):
-            return _one_at_a_time(loss_fn, args, name, _perturbed(flat, s, torch.arange(numel)).reshape(
-                -1, *theta.shape)).reshape(len(_MULTIPLIERS), numel), False
+        alone = _one_at_a_time(loss_fn, args, name, rows.reshape(-1, *theta.shape), base.promote)
+        if not _agree(torch.stack([values[0, 0], values[3, -1]]), alone, base.rounding):
+            every = _perturbed(flat, s, torch.arange(numel)).reshape(-1, *theta.shape)
+            return _one_at_a_time(loss_fn, args, name, every, base.promote).reshape(len(_MULTIPLIERS), numel), False
     return values, batched
 
 
@@ -308,7 +344,7 @@ def finite_difference_gradients(
     two references disagree (the estimate is then the unbatched one, whatever it says).
     """
     args = _float64(args)
-    rounding, copies = _base(loss_fn, args)
+    base = _base(loss_fn, args)
     out: dict[str, tuple[Tensor, Tensor]] = {}
     for name in wrt:
         theta = args[name]
@@ -316,15 +352,16 @@ def finite_difference_gradients(
         numel = flat.numel()
         s = _steps(flat, step)
         # Copies per vmapped call: besides the max_batch_elements bound on their numbers, see _copies_per_call.
-        chunk = max(1, min(max_batch_elements // (len(_MULTIPLIERS) * max(numel, 1)), copies // len(_MULTIPLIERS)))
-        values, batched = _perturbed_losses(loss_fn, args, name, s, chunk, rounding)
-        grad, err = _richardson(values, s, rounding)
+        chunk = max(1, min(max_batch_elements // (len(_MULTIPLIERS) * max(numel, 1)), base.copies // len(_MULTIPLIERS)))
+        values, batched = _perturbed_losses(loss_fn, args, name, s, chunk, base)
+        grad, err = _richardson(values, s, base.rounding)
         if batched and autograd is not None and name in autograd:
             idx = _disagreeing(grad, err, autograd[name])
             if idx.numel():
-                alone = _one_at_a_time(loss_fn, args, name, _perturbed(flat, s, idx).reshape(-1, *theta.shape))
+                again = _perturbed(flat, s, idx).reshape(-1, *theta.shape)
+                alone = _one_at_a_time(loss_fn, args, name, again, base.promote)
                 values[:, idx] = alone.reshape(len(_MULTIPLIERS), idx.numel())
-                grad, err = _richardson(values, s, rounding)
+                grad, err = _richardson(values, s, base.rounding)
         out[name] = (grad.reshape(theta.shape), err.reshape(theta.shape))
     return out
 
@@ -346,7 +383,8 @@ def directional_derivatives(
     unbatched call, as in finite_difference_gradients.
     """
     args = _float64(args)
-    rounding, copies = _base(loss_fn, args)
+    base = _base(loss_fn, args)
+    copies, rounding = base.copies, base.rounding
     out: dict[str, tuple[Tensor, Tensor]] = {}
     for name in wrt:
         theta = args[name]
@@ -358,11 +396,12 @@ def directional_derivatives(
         mult = torch.tensor(_MULTIPLIERS, dtype=torch.float64, device=theta.device)
         batch = theta[None, None] + (mult[:, None] * s).reshape(-1, 1, *([1] * theta.dim())) * d[None]
         batch = batch.reshape(len(_MULTIPLIERS) * d.shape[0], *theta.shape)  # -1 is ambiguous with 0 elements
-        parts = [_losses_along(loss_fn, args, name, batch[lo : lo + copies]) for lo in range(0, batch.shape[0], copies)]
+        parts = [_losses_along(loss_fn, args, name, batch[lo : lo + copies], base.promote)
+                 for lo in range(0, batch.shape[0], copies)]
         losses = torch.cat([p[0] for p in parts]) if parts else torch.zeros(0, dtype=torch.float64)
-        if any(p[1] for p in parts) and not _agree(losses[-1:], _one_at_a_time(loss_fn, args, name, batch[-1:]),
-                                                   rounding):
-            losses = _one_at_a_time(loss_fn, args, name, batch)
+        if any(p[1] for p in parts) and not _agree(
+                losses[-1:], _one_at_a_time(loss_fn, args, name, batch[-1:], base.promote), rounding):
+            losses = _one_at_a_time(loss_fn, args, name, batch, base.promote)
         losses = losses.reshape(len(_MULTIPLIERS), -1)
         d1 = (losses[0] - losses[1]) / (2 * s)
         d2 = (losses[2] - losses[3]) / (4 * s)

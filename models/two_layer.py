@@ -360,12 +360,13 @@ def finite_differences(
     s_hidden = step * torch.cat([W1.T, b1[:, None]], 1).abs().clamp(min=1)  # (hidden, f + 1)
     St = (s_hidden[:, None, :] * mult[:, None]).unsqueeze(-1)  # (hidden, 4, f + 1, 1)
     squares = torch.empty(hidden, len(_STEPS), fa, dtype=torch.float64, device=X.device)
-    linear = torch.empty(hidden, len(_STEPS) * fa, 1, dtype=torch.float64, device=X.device)
+    linear = torch.empty(hidden, len(_STEPS), fa, dtype=torch.float64, device=X.device)
     per_unit = len(_STEPS) * fa * n
     cached = (1 << 17) * max(1, torch.get_num_threads())
     width = max(1, min(hidden, min(chunk_elements, cached) // per_unit))  # bound memory: chunk hidden units
     buffer = torch.empty(width, len(_STEPS), fa, n, dtype=torch.float64, device=X.device)
-    H3, A3, Q3, X3 = Ht[:, None, None, :], At[:, None, None, :], Qt[:, :, None], XT[None, None]
+    products = torch.empty_like(buffer)
+    H3, A3, Q3, X3 = Ht[:, None, None, :], At[:, None, None, :], Qt[:, None, None, :], XT[None, None]
     for lo in range(0, hidden, width):
         hi = min(hidden, lo + width)
         d = buffer[: hi - lo]
@@ -376,8 +377,10 @@ def finite_differences(
             d.copy_(act(d))
         d.sub_(A3[lo:hi])
         torch.linalg.vector_norm(d, dim=-1, out=squares[lo:hi])
-        torch.bmm(d.view(hi - lo, -1, n), Q3[lo:hi], out=linear[lo:hi])
-    squares.square_().mul_(w[:, None, None]).sub_(linear.view(hidden, len(_STEPS), fa), alpha=2)
+        # <d, Q> as a product and a sum over the batch: bmm of (4 (f + 1), n) by (n, 1) per hidden unit, a
+        # batch of tiny matrix-vector products, took 1.7 times as long (66 vs 40 us at 113 units, n = 32).
+        torch.sum(torch.mul(d, Q3[lo:hi], out=products[: hi - lo]), -1, out=linear[lo:hi])
+    squares.square_().mul_(w[:, None, None]).sub_(linear, alpha=2)
     dL[:, k:].view(len(_STEPS), hidden, fa).copy_(squares.transpose(0, 1))
 
     # Both blocks through one Richardson step, in place (at P = 1e5 the temporaries of a plain version of
