@@ -52,8 +52,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
-from gradcheckers.references import PromoteToFloat64, autograd_gradients
+from gradcheckers.references import PromoteToFloat64, _promote, autograd_gradients
 
 __all__ = [
     "FLOOR_TERMS",
@@ -123,6 +125,82 @@ def _nudged(value: Tensor, ulps: int, generator: torch.Generator) -> Tensor:
     return value + steps * (torch.nextafter(value, torch.full_like(value, torch.inf)) - value)
 
 
+class RandomRounding(TorchDispatchMode):
+    """Monte Carlo arithmetic on every operation below float64: each result an operation rounded (forward or
+    backward, as the dispatcher runs it) is moved one ulp up or down at random (CESTAC's random rounding).
+
+    Moving the inputs alone leaves a rounding unsampled wherever the result is too insensitive to them to cross
+    an ulp: a saturated tanh(a) in float32 moves by (1 - tanh^2) |a| u ~ 1e-3 of an ulp when a moves by one of
+    its own ulps, so every draw sees autograd's one rounding of it, and 1 - tanh^2 (about 1e-3, from terms of
+    size 1) then inherits the same error in every draw: a lucky rounding (torch's tanh landing within 1/10 of an
+    ulp of the exact value, say) understates what another correct implementation (numpy's tanh, rounded
+    elsewhere in its ulp) is off by, by the same factor (tests/test_rounding.py, the RNN step). With each rounded
+    result moved by one ulp, its error against the exact value is between 1/2 and 3/2 ulp in every draw,
+    independently of the others, so each draw is a draw of sum_j c_j delta_j with every delta_j of size ~u and a
+    random sign.
+
+    Only elements that were rounded move: the operation is run again on its arguments in float64, and an element
+    equal to that is exact (a max, a sort, an index, a copy, a negation, a 0 or a 1 round nothing, and the
+    backward of max finds its argmax again by comparing the input with the result: moving an exact result would
+    take a branch no correct computation takes). Views, in-place and random operations are left alone (moving an
+    in-place result could not be undone for its aliases, re-running a random one would draw other numbers); an
+    operation that cannot run in float64 has every element moved."""
+
+    def __init__(self, generator: torch.Generator, *, float64: bool = False) -> None:
+        super().__init__()
+        self.generator = generator
+        self.float64 = float64
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if func.is_view or func._schema.is_mutable or torch.Tag.nondeterministic_seeded in func.tags:
+            return out
+        results, spec = tree_flatten(out)
+        moved = [self._rounds(t) for t in results]
+        if not any(moved):
+            return out
+        exact: list[object] = [None] * len(results)
+        if any(t.dtype != torch.float64 for t, m in zip(results, moved) if m):
+            try:
+                exact, exact_spec = tree_flatten(func(*tree_map(_promote, args), **tree_map(_promote, kwargs)))
+            except Exception:
+                exact, exact_spec = [], None
+            if exact_spec != spec:
+                exact = [None] * len(results)
+        known = _values(args, kwargs) if any(t.dtype == torch.float64 for t, m in zip(results, moved) if m) else None
+        return tree_unflatten([self._moved(t, e, known) if m else t for t, e, m in zip(results, exact, moved)], spec)
+
+    def _rounds(self, t: object) -> bool:
+        """Whether ``t`` is a result this mode moves: a plain dense floating tensor (below float64 unless asked;
+        autograd's efficient zero tensors stand for exact zeros, and crash nextafter; subclasses have their own
+        semantics)."""
+        return type(t) is Tensor and t.layout == torch.strided and t.is_floating_point() and bool(t.numel()) \
+            and (self.float64 or t.dtype != torch.float64) and not t._is_zerotensor()
+
+    def _moved(self, t: Tensor, exact: object, known: Tensor | None) -> Tensor:
+        if t.dtype == torch.float64:
+            # No higher precision tells a float64 rounding apart: an element equal to one of the operation's own
+            # arguments (or 0) is taken as exact (what a max, sort, index, copy, clamp or relu returns); every
+            # other one as rounded (an exact sum such as 1 + 1 moves too: the estimate errs upwards).
+            rounded = ~torch.isin(t, known.to(t.device)) if known is not None else torch.ones_like(t, dtype=torch.bool)
+        elif isinstance(exact, Tensor) and exact.shape == t.shape:
+            rounded = t.double() != exact
+        else:
+            rounded = torch.ones_like(t, dtype=torch.bool)
+        sign = torch.randint(0, 2, t.shape, generator=self.generator).to(t.device, t.dtype) * 2 - 1
+        return t + torch.where(rounded, sign * (torch.nextafter(t, torch.full_like(t, torch.inf)) - t), 0)
+
+
+def _values(args: object, kwargs: object) -> Tensor:
+    """Every value an operation was given, in float64: its floating tensors' elements, its numbers, and 0."""
+    leaves = tree_flatten((args, kwargs))[0]
+    tensors = [x.detach().reshape(-1).double().cpu() for x in leaves
+               if type(x) is Tensor and x.layout == torch.strided and x.is_floating_point() and not x._is_zerotensor()]
+    numbers = [float(x) for x in leaves if isinstance(x, (int, float)) and not isinstance(x, bool)]
+    return torch.cat([*tensors, torch.tensor([0.0, *numbers], dtype=torch.float64)])
+
+
 def _float32_draws(
     loss_fn: LossFn, args64: Mapping[str, Tensor], wrt: Sequence[str], reference: Mapping[str, Tensor],
     samples: int, generator: torch.Generator,
@@ -134,11 +212,25 @@ def _float32_draws(
     for k in range(samples):
         args = args32 if k == 0 else {n: _nudged(v, 1, generator) if n in wrt else v for n, v in args32.items()}
         try:
-            g = autograd_gradients(loss_fn, args, wrt, promote=False)
+            g = _gradients(loss_fn, args, wrt, generator if k else None, promote=False)
         except Exception:  # the user's loss in a dtype it was not written for: the float64 arm still runs
             return None
         draws.append({n: (g[n].double() - reference[n]).abs() for n in wrt})
     return draws
+
+
+def _gradients(loss_fn: LossFn, args: Mapping[str, Tensor], wrt: Sequence[str], generator: torch.Generator | None,
+               *, promote: bool) -> dict[str, Tensor]:
+    """Autograd (in float64 with ``promote``, else in the arguments' own dtype), under random rounding when given a
+    generator; a loss that does not survive the mode (an op it cannot run, control flow on perturbed values)
+    keeps the inputs' moves alone."""
+    if generator is not None:
+        try:
+            with RandomRounding(generator, float64=promote):
+                return autograd_gradients(loss_fn, args, wrt, promote=promote)
+        except Exception:
+            pass
+    return autograd_gradients(loss_fn, args, wrt, promote=promote)
 
 
 def _float64_draws(
@@ -148,7 +240,7 @@ def _float64_draws(
     draws = []
     for _ in range(samples):
         args = {n: _nudged(v, NUDGE_ULPS, generator) if n in wrt else v for n, v in args64.items()}
-        g = autograd_gradients(loss_fn, args, wrt)
+        g = _gradients(loss_fn, args, wrt, generator, promote=True)
         draws.append({n: (g[n] - reference[n]).abs() for n in wrt})
     return draws
 
