@@ -15,12 +15,23 @@ bound of Wilkinson/Higham is ``u * sum_j |c_j|``). Cancellation makes ``sum_j |c
 is then what decides. Two arms estimate ``E = sum_j |c_j|`` per element, in units of u, so that one estimate
 serves every dtype (the error in dtype d is about u_d E):
 
-* **float32 arm**: autograd run in float32 on the parameters rounded to float32, and again with each
-  parameter moved by -1, 0 or +1 float32 ulp at random, each compared with the float64 gradient:
-  ``|g32 - g64| / u32`` is one draw of ``|sum_j c_j delta_j|`` (with the deltas of float32's roundings).
-* **float64 arm**: the float64 gradient recomputed with every parameter moved by up to NUDGE_ULPS float64 ulps in a
-  random direction: ``|g64' - g64| / u64`` shows the sensitivity at float64's own scale, and is the arm that
-  sees the float64 *reference's* own rounding (where float32 happens to be exact, say).
+* **float32 arm**: autograd run in float32 on the parameters rounded to float32, and again with every rounded
+  result of every operation (forward and backward) moved one ulp up or down at random (:class:`RandomRounding`),
+  each compared with the float64 gradient: ``|g32 - g64| / u32`` is one draw of ``|sum_j c_j delta_j|`` (with
+  the deltas of float32's roundings, random in every draw).
+* **float64 arm**: the float64 gradient recomputed with every rounded float64 result moved one ulp at random:
+  ``|g64' - g64| / u64``, the arm that sees the float64 *reference's* own rounding (where float32 happens to be
+  exact, or a loss computes in float64 whatever its inputs: softmax(x, dtype=float64)).
+
+The draws randomise the roundings themselves, not the parameters. Moving the parameters by an ulp or more (what
+this model did first) misses a rounding whose result is too insensitive to them to cross an ulp: it is the same in
+every draw (1 - tanh^2 at a saturated tanh, a cancellation s_k (w_k - sum_i w_i s_i) at a dominant softmax entry),
+and the draws then repeat one lucky rounding instead of sampling it. And it crosses discontinuities in the
+parameters' own values that no computation from those values crosses (a ±1 label compared with 1, a 0/1 mask):
+those made whole gradients "kinked" (hinge_embedding_loss, cosine_embedding_loss in op_db) where the finite
+differences, one element at a time, agree with autograd. Random rounding of every result (Monte Carlo
+arithmetic, Parker 1997; CESTAC's random rounding mode) makes each delta_j random in each draw and leaves every
+parameter as the formula being judged receives it.
 
 Each draw of ``|sum_j c_j delta_j|`` is, for random deltas, of the order of ``sqrt(sum_j c_j^2)``, which is
 at most ``E`` and rarely far below it when a few terms dominate (the cancelling case); the largest of
@@ -40,8 +51,10 @@ larger of the tensor's largest entry and the terms' estimated size), no rounding
 explains it: a branch (argmax, sort, a kink, a sampled pooling window) went the other way in float32. Such
 an element cannot be judged in float32 or below; it is inconclusive there, and its float32 draw is left out
 of the estimate for float64 (which the float64 arm covers). Likewise where float32 overflows or gives NaN.
-Where the float64 arm itself moves that far, a kink (relu at 0, abs, max of ties) lies within NUDGE_ULPS of
-the parameters: the element cannot be judged in any dtype (the finite differences straddle it too).
+Where the float64 arm itself moves that far, a kink (relu at 0, abs, max of ties) lies within one rounding of a
+value the computation produces: another correct float64 computation may take the other branch, and the element
+cannot be judged in any dtype. (A kink at a parameter's own value, relu of an exact 0, is left to the references:
+finite differences straddle it and disagree with autograd.)
 """
 
 from __future__ import annotations
@@ -61,7 +74,6 @@ __all__ = [
     "FLOOR_TERMS",
     "LEAST_THETA",
     "MODEL_SAFETY",
-    "NUDGE_ULPS",
     "SAMPLES",
     "UNSTABLE_FRACTION",
     "RoundingEstimate",
@@ -88,12 +100,6 @@ FLOOR_TERMS = 1.0
 # of a sensible size (n roundings reach n u only in the worst case), so a branch taken differently.
 UNSTABLE_FRACTION = 2.0**-10
 
-# How far the float64 arm moves each parameter: a float64 kernel's rounding can be the same for every input
-# within a few ulps (layer_norm of one feature returns 2.8e-14 for an exact 0, unchanged by 1-ulp moves); up
-# to 64 ulps changes it (measured: 0, 2.8e-14, 1.1e-13 across draws). The moves also add the gradient's
-# sensitivity to 64 ulps of its inputs, cond * 64 u: in float64 7e-15 cond relative, far below the 1e-12 of
-# the largest entry that detection needs; the float32 arm moves by 1 ulp, float32 being the tight one.
-NUDGE_ULPS = 64
 # The floor's S / |theta_i| with |theta_i| at least 2^-10 of max(1, max|theta|): a parameter element of 0
 # would make it infinite. Below 1e-3 of the largest the homogeneity argument is a guess anyway, and the floor
 # stays at most 1024 S / max(1, max|theta|): in float32 4 u32 1024 = 2.4e-4 of the terms there.
@@ -108,7 +114,7 @@ LossFn = Callable[..., Tensor]
 @dataclass(frozen=True)
 class RoundingEstimate:
     """Per parameter: the rounding magnitude E in units of u (any dtype); where float32 is unstable (cannot be
-    judged in float32 or below); where float64 itself is (a kink within NUDGE_ULPS: cannot be judged at all)."""
+    judged in float32 or below); where float64 itself is (a kink within a rounding: cannot be judged at all)."""
 
     rounding: dict[str, Tensor]  # for float64
     low: dict[str, Tensor]  # for float32 and below
@@ -117,12 +123,6 @@ class RoundingEstimate:
 
     def for_dtype(self, dtype: torch.dtype) -> dict[str, Tensor]:
         return self.rounding if dtype == torch.float64 else self.low
-
-
-def _nudged(value: Tensor, ulps: int, generator: torch.Generator) -> Tensor:
-    """``value`` with every element moved by a random whole number of its own ulps in [-ulps, ulps]."""
-    steps = torch.randint(-ulps, ulps + 1, value.shape, generator=generator).to(value.device, value.dtype)
-    return value + steps * (torch.nextafter(value, torch.full_like(value, torch.inf)) - value)
 
 
 class RandomRounding(TorchDispatchMode):
@@ -205,14 +205,13 @@ def _float32_draws(
     loss_fn: LossFn, args64: Mapping[str, Tensor], wrt: Sequence[str], reference: Mapping[str, Tensor],
     samples: int, generator: torch.Generator,
 ) -> list[dict[str, Tensor]] | None:
-    """|g32 - g64| for the unperturbed and samples - 1 nudged float32 runs, or None where float32 cannot run
+    """|g32 - g64| for the plain and samples - 1 randomly rounded float32 runs, or None where float32 cannot run
     (a loss that mixes its argument with float64 data it holds, say)."""
     args32 = {k: v.float() if v.is_floating_point() else v for k, v in args64.items()}
     draws = []
     for k in range(samples):
-        args = args32 if k == 0 else {n: _nudged(v, 1, generator) if n in wrt else v for n, v in args32.items()}
         try:
-            g = _gradients(loss_fn, args, wrt, generator if k else None, promote=False)
+            g = _gradients(loss_fn, args32, wrt, generator if k else None, promote=False)
         except Exception:  # the user's loss in a dtype it was not written for: the float64 arm still runs
             return None
         draws.append({n: (g[n].double() - reference[n]).abs() for n in wrt})
@@ -223,7 +222,7 @@ def _gradients(loss_fn: LossFn, args: Mapping[str, Tensor], wrt: Sequence[str], 
                *, promote: bool) -> dict[str, Tensor]:
     """Autograd (in float64 with ``promote``, else in the arguments' own dtype), under random rounding when given a
     generator; a loss that does not survive the mode (an op it cannot run, control flow on perturbed values)
-    keeps the inputs' moves alone."""
+    falls back to plain autograd (that draw then shows no rounding, and the floor and the other arm remain)."""
     if generator is not None:
         try:
             with RandomRounding(generator, float64=promote):
@@ -239,8 +238,7 @@ def _float64_draws(
 ) -> list[dict[str, Tensor]]:
     draws = []
     for _ in range(samples):
-        args = {n: _nudged(v, NUDGE_ULPS, generator) if n in wrt else v for n, v in args64.items()}
-        g = _gradients(loss_fn, args, wrt, generator, promote=True)
+        g = _gradients(loss_fn, args64, wrt, generator, promote=True)
         draws.append({n: (g[n] - reference[n]).abs() for n in wrt})
     return draws
 
@@ -317,14 +315,12 @@ def _combined(
     # formula and autograd round the same forward value differently); at u64 it costs no detection (one 1e-4
     # error in an element of 1e-8 of the largest entry is 1e-12 of it, the floor 4 u64 S / |theta_i|).
     estimate = MODEL_SAFETY * torch.maximum(e32_for64, e64) + FLOOR_TERMS * terms.clamp(min=largest)
-    # Below float64 the float64 arm counts per ulp of its moves: the part of it that is sensitivity to the
-    # inputs grows with NUDGE_ULPS, and float32's own moves are of one ulp (the float64 reference's own
-    # rounding, which the 64-ulp moves are there to expose, is 2^-29 of a float32 ulp).
+    # Below float64 the float64 arm counts in full: it measures the same E (units of u) from float64's roundings.
     # Where float32 itself was exact in every draw it says nothing of a formula that rounds (normalize of one
     # feature: autograd returns an exact 0 in float32, a formula |dy|/r - |dy|/r a few float32 ulps of it):
     # there the float64 arm counts in full and the terms' floor applies.
     # ("exact": moved no more than the float64 arm did, which is float64's own rounding of the reference).
     quiet32 = e32 * _U32 <= 2 * e64 * _U64
     low = torch.where(quiet32, MODEL_SAFETY * e64 + FLOOR_TERMS * terms.clamp(min=largest),
-                      MODEL_SAFETY * torch.maximum(e32, e64 / NUDGE_ULPS) + FLOOR_TERMS * floor)
+                      MODEL_SAFETY * torch.maximum(e32, e64) + FLOOR_TERMS * floor)
     return torch.where(finite, estimate, 0.0), torch.where(finite, low, 0.0), bad, kinked
