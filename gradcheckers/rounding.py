@@ -19,19 +19,22 @@ serves every dtype (the error in dtype d is about u_d E):
   result of every operation (forward and backward) moved one ulp up or down at random (:class:`RandomRounding`),
   each compared with the float64 gradient: ``|g32 - g64| / u32`` is one draw of ``|sum_j c_j delta_j|`` (with
   the deltas of float32's roundings, random in every draw).
-* **float64 arm**: the float64 gradient recomputed with every rounded float64 result moved one ulp at random:
-  ``|g64' - g64| / u64``, the arm that sees the float64 *reference's* own rounding (where float32 happens to be
-  exact, or a loss computes in float64 whatever its inputs: softmax(x, dtype=float64)).
+* **float64 arm**: the float64 gradient recomputed with every rounded float64 result moved one ulp at random,
+  and again with the parameters also moved by up to NUDGE_ULPS ulps: ``|g64' - g64| / u64``, the arm that sees
+  the float64 *reference's* own rounding (where float32 happens to be exact, or a loss computes in float64
+  whatever its inputs: softmax(x, dtype=float64)). A moved draw that jumps (see unstable elements below) crossed a
+  discontinuity in a parameter's own value and is discarded; only the randomly rounded draws decide a kink.
 
-The draws randomise the roundings themselves, not the parameters. Moving the parameters by an ulp or more (what
-this model did first) misses a rounding whose result is too insensitive to them to cross an ulp: it is the same in
-every draw (1 - tanh^2 at a saturated tanh, a cancellation s_k (w_k - sum_i w_i s_i) at a dominant softmax entry),
-and the draws then repeat one lucky rounding instead of sampling it. And it crosses discontinuities in the
-parameters' own values that no computation from those values crosses (a ±1 label compared with 1, a 0/1 mask):
-those made whole gradients "kinked" (hinge_embedding_loss, cosine_embedding_loss in op_db) where the finite
-differences, one element at a time, agree with autograd. Random rounding of every result (Monte Carlo
-arithmetic, Parker 1997; CESTAC's random rounding mode) makes each delta_j random in each draw and leaves every
-parameter as the formula being judged receives it.
+The draws randomise the roundings themselves. Moving the parameters alone by an ulp or more (what this model did
+first, and what the float32 arm no longer does) misses a rounding whose result is too insensitive to them to
+cross an ulp: it is the same in every draw (1 - tanh^2 at a saturated tanh, a cancellation
+s_k (w_k - sum_i w_i s_i) at a dominant softmax entry), and the draws then repeat one lucky rounding instead of
+sampling it. And it crosses discontinuities in the parameters' own values that no computation from those values
+crosses (a +-1 label compared with 1, a 0/1 mask): those made whole gradients "kinked" (hinge_embedding_loss,
+cosine_embedding_loss in op_db) where the finite differences, one element at a time, agree with autograd. Random
+rounding of every result (Monte Carlo arithmetic, Parker 1997; CESTAC's random rounding mode) makes each delta_j
+random in each draw and, in the draws that decide branches, leaves every parameter as the formula being judged
+receives it.
 
 Each draw of ``|sum_j c_j delta_j|`` is, for random deltas, of the order of ``sqrt(sum_j c_j^2)``, which is
 at most ``E`` and rarely far below it when a few terms dominate (the cancelling case); the largest of
@@ -74,6 +77,7 @@ __all__ = [
     "FLOOR_TERMS",
     "LEAST_THETA",
     "MODEL_SAFETY",
+    "NUDGE_ULPS",
     "SAMPLES",
     "UNSTABLE_FRACTION",
     "RoundingEstimate",
@@ -100,6 +104,16 @@ FLOOR_TERMS = 1.0
 # of a sensible size (n roundings reach n u only in the worst case), so a branch taken differently.
 UNSTABLE_FRACTION = 2.0**-10
 
+# The float64 arm also moves every parameter by up to this many ulps, in draws of their own: random rounding
+# alone can land on the reference's own value again and again where the result is quantised (a group-norm dx
+# that is exactly 0, computed as a difference of terms of ~100 whose rounding is either 0 or one ulp of them,
+# 1.4e-14: all 4 randomly rounded draws equal to the reference in tests/test_verdict_corpus.py's slow case,
+# groupnorm seed 66), while a move of the inputs changes every term. A float64 kernel's rounding can also be the
+# same for every input within a few ulps (layer_norm of one feature returns 2.8e-14 for an exact 0, unchanged by
+# 1-ulp moves); up to 64 ulps changes it (measured: 0, 2.8e-14, 1.1e-13 across draws). The moves also add the
+# gradient's sensitivity to 64 ulps of its inputs, cond * 64 u: in float64 7e-15 cond relative, far below the
+# 1e-12 of the largest entry that detection needs. Below float64 these draws count per ulp of the moves.
+NUDGE_ULPS = 64
 # The floor's S / |theta_i| with |theta_i| at least 2^-10 of max(1, max|theta|): a parameter element of 0
 # would make it infinite. Below 1e-3 of the largest the homogeneity argument is a guess anyway, and the floor
 # stays at most 1024 S / max(1, max|theta|): in float32 4 u32 1024 = 2.4e-4 of the terms there.
@@ -235,12 +249,23 @@ def _gradients(loss_fn: LossFn, args: Mapping[str, Tensor], wrt: Sequence[str], 
 def _float64_draws(
     loss_fn: LossFn, args64: Mapping[str, Tensor], wrt: Sequence[str], reference: Mapping[str, Tensor],
     samples: int, generator: torch.Generator,
-) -> list[dict[str, Tensor]]:
-    draws = []
+) -> tuple[list[dict[str, Tensor]], list[dict[str, Tensor]]]:
+    """|g64' - g64| for ``samples`` randomly rounded runs, and as many with the parameters also moved by up to
+    NUDGE_ULPS ulps (see there)."""
+    rounded, moved = [], []
     for _ in range(samples):
         g = _gradients(loss_fn, args64, wrt, generator, promote=True)
-        draws.append({n: (g[n] - reference[n]).abs() for n in wrt})
-    return draws
+        rounded.append({n: (g[n] - reference[n]).abs() for n in wrt})
+        args = {n: _nudged(v, NUDGE_ULPS, generator) if n in wrt else v for n, v in args64.items()}
+        g = _gradients(loss_fn, args, wrt, generator, promote=True)
+        moved.append({n: (g[n] - reference[n]).abs() for n in wrt})
+    return rounded, moved
+
+
+def _nudged(value: Tensor, ulps: int, generator: torch.Generator) -> Tensor:
+    """``value`` with every element moved by a random whole number of its own ulps in [-ulps, ulps]."""
+    steps = torch.randint(-ulps, ulps + 1, value.shape, generator=generator).to(value.device, value.dtype)
+    return value + steps * (torch.nextafter(value, torch.full_like(value, torch.inf)) - value)
 
 
 def estimate_rounding(
@@ -270,14 +295,16 @@ def estimate_rounding(
     unstable: dict[str, Tensor] = {}
     kinked: dict[str, Tensor] = {}
     for n in wrt:
-        worst64 = torch.stack([d[n] for d in d64]).amax(0)
+        worst64 = torch.stack([d[n] for d in d64[0]]).amax(0)
+        moved64 = torch.stack([d[n] for d in d64[1]]).amax(0)
         worst32 = None if d32 is None else torch.stack([d[n] for d in d32]).amax(0)
-        rounding[n], low[n], unstable[n], kinked[n] = _combined(reference[n], args64[n], forward, worst32, worst64)
+        rounding[n], low[n], unstable[n], kinked[n] = _combined(reference[n], args64[n], forward, worst32, worst64,
+                                                                  moved64)
     return RoundingEstimate(rounding, low, unstable, kinked)
 
 
 def _combined(
-    ref: Tensor, theta: Tensor, forward: float, worst32: Tensor | None, worst64: Tensor
+    ref: Tensor, theta: Tensor, forward: float, worst32: Tensor | None, worst64: Tensor, moved64: Tensor
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """One parameter's (rounding for float64, for float32 and below, unstable, kinked) from the largest draw of
     each arm (see the module)."""
@@ -289,7 +316,13 @@ def _combined(
     # largest so that a parameter of 0 does not make its element unjudgeable.
     terms = forward / theta.abs().clamp(min=LEAST_THETA * size).to(ref.device)
     kinked = (~torch.isfinite(worst64) | (worst64 > UNSTABLE_FRACTION * scale)) & finite
-    e64 = torch.where(kinked, 0.0, worst64) / _U64
+    # The moved draws count where they stay below the same threshold: beyond it the moves crossed a
+    # discontinuity in a parameter's own value (a +-1 label compared with 1), which no computation from the
+    # parameters as given crosses: that draw says nothing of rounding, and the element is not kinked for it.
+    moved_ok = torch.isfinite(moved64) & (moved64 <= UNSTABLE_FRACTION * scale)
+    e64_rounded = torch.where(kinked, 0.0, worst64) / _U64
+    e64_moved = torch.where(kinked | ~moved_ok, 0.0, moved64) / _U64
+    e64 = torch.maximum(e64_rounded, e64_moved)
     if worst32 is None:
         e32, bad, e32_for64 = torch.zeros_like(ref), kinked, torch.zeros_like(ref)
     else:
@@ -315,12 +348,15 @@ def _combined(
     # formula and autograd round the same forward value differently); at u64 it costs no detection (one 1e-4
     # error in an element of 1e-8 of the largest entry is 1e-12 of it, the floor 4 u64 S / |theta_i|).
     estimate = MODEL_SAFETY * torch.maximum(e32_for64, e64) + FLOOR_TERMS * terms.clamp(min=largest)
-    # Below float64 the float64 arm counts in full: it measures the same E (units of u) from float64's roundings.
+    # Below float64 the randomly rounded float64 draws count in full (the same E, units of u, from float64's
+    # roundings), the moved ones per ulp of their moves: the part of them that is sensitivity to the inputs grows
+    # with NUDGE_ULPS, and float32's own inputs are not moved.
     # Where float32 itself was exact in every draw it says nothing of a formula that rounds (normalize of one
     # feature: autograd returns an exact 0 in float32, a formula |dy|/r - |dy|/r a few float32 ulps of it):
     # there the float64 arm counts in full and the terms' floor applies.
     # ("exact": moved no more than the float64 arm did, which is float64's own rounding of the reference).
     quiet32 = e32 * _U32 <= 2 * e64 * _U64
     low = torch.where(quiet32, MODEL_SAFETY * e64 + FLOOR_TERMS * terms.clamp(min=largest),
-                      MODEL_SAFETY * torch.maximum(e32, e64) + FLOOR_TERMS * floor)
+                      MODEL_SAFETY * torch.maximum(e32, torch.maximum(e64_rounded, e64_moved / NUDGE_ULPS))
+                      + FLOOR_TERMS * floor)
     return torch.where(finite, estimate, 0.0), torch.where(finite, low, 0.0), bad, kinked

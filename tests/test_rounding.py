@@ -77,3 +77,16 @@ def test_random_rounding_moves_every_float32_result_of_forward_and_backward_by_o
     assert bool((moved == 1).all())  # one ulp, either way
     assert 400 < int((y.detach() > exact).sum()) < 600  # up or down at random
     assert int(torch.unique(g).numel()) > 1  # tanh's backward rounds too, from the moved output
+
+
+def test_a_float64_group_norm_dx_of_exact_zeros_passes_where_random_rounding_repeats_the_reference() -> None:
+    # The slow corpus's group norm, seed 66: the whole dx is 0 up to rounding (largest entry 2.3e-13), each element a
+    # difference of terms of ~100 whose float64 rounding is 0 or one ulp of them (1.4e-14). The formula returns an
+    # exact 0 where autograd returns 1.4e-14, and all four randomly rounded float64 draws returned autograd's own
+    # value again (allowed 3.2e-15): the float64 arm's draws with moved parameters change every term.
+    from formulas.backward import LAYERS
+    from test_verdict_corpus import _case, _grads
+
+    layer = next(la for la in LAYERS if la.name == "groupnorm")
+    params, dy, loss = _case(layer, 66, torch.float64)
+    assert assert_gradients_agree(loss, params, _grads(layer.correct["compact"], params, dy)).passed
