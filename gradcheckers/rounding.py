@@ -20,7 +20,7 @@ serves every dtype (the error in dtype d is about u_d E):
   each compared with the float64 gradient: ``|g32 - g64| / u32`` is one draw of ``|sum_j c_j delta_j|`` (with
   the deltas of float32's roundings, random in every draw).
 * **float64 arm**: the float64 gradient recomputed with every rounded float64 result moved one ulp at random,
-  and again with the parameters also moved by up to NUDGE_ULPS ulps: ``|g64' - g64| / u64``, the arm that sees
+  and again, plainly, with the parameters moved by up to NUDGE_ULPS ulps: ``|g64' - g64| / u64``, the arm that sees
   the float64 *reference's* own rounding (where float32 happens to be exact, or a loss computes in float64
   whatever its inputs: softmax(x, dtype=float64)). A moved draw that jumps (see unstable elements below) crossed a
   discontinuity in a parameter's own value and is discarded; only the randomly rounded draws decide a kink.
@@ -257,7 +257,7 @@ def _float64_draws(
         g = _gradients(loss_fn, args64, wrt, generator, promote=True)
         rounded.append({n: (g[n] - reference[n]).abs() for n in wrt})
         args = {n: _nudged(v, NUDGE_ULPS, generator) if n in wrt else v for n, v in args64.items()}
-        g = _gradients(loss_fn, args, wrt, generator, promote=True)
+        g = autograd_gradients(loss_fn, args, wrt)  # moved only: random rounding is the other draws
         moved.append({n: (g[n] - reference[n]).abs() for n in wrt})
     return rounded, moved
 
