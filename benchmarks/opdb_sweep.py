@@ -41,6 +41,9 @@ MAX_ELEMENTS = 2048  # larger samples are skipped: jacfwd materialises a Jacobia
 class Tally:
     judged: int = 0
     false_alarms: list[str] = field(default_factory=list)
+    # Failures where the alternative gradient itself is shown wrong (see alternative_is_wrong): detections, with
+    # the evidence, and what a second correct alternative (float32 only) then gave.
+    wrong_alternatives: list[str] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
     inconclusive_elements: int = 0
     elements: int = 0
@@ -69,6 +72,9 @@ class Problem:
 
     loss: Callable[..., Tensor]
     params: dict[str, Tensor]
+    # The loss without its non-finite terms (entr of a negative element is -inf: Richardson's differences of
+    # another element need the rest of the sum finite).
+    finite_loss: Callable[..., Tensor] | None = None
 
 
 def _problem(op, sample, dtype: torch.dtype, seed: int) -> Problem | None:
@@ -98,20 +104,25 @@ def _problem(op, sample, dtype: torch.dtype, seed: int) -> Problem | None:
         kind, value = slot  # type: ignore[misc]
         return p[value] if kind == "leaf" else value  # type: ignore[index]
 
-    def call(**p: Tensor) -> Tensor:
+    def terms(**p: Tensor) -> list[Tensor]:
         head = [resolve(s, p) for s in first] if inputs is not None else resolve(first, p)  # type: ignore[union-attr]
         out = op(head, *(resolve(r, p) for r in rest), **kwargs)
         outs = [o for o in (out if isinstance(out, (list, tuple)) else (out,))
                 if isinstance(o, Tensor) and o.is_floating_point() and not o.is_complex()]
         while len(weights) < len(outs):
             weights.append(torch.randn(outs[len(weights)].shape, generator=generator, dtype=torch.float64))
-        total = sum(((o * w.to(o.dtype)).sum() for o, w in zip(outs, weights)), torch.zeros((), dtype=dtype))
-        return total
+        return [o * w.to(o.dtype) for o, w in zip(outs, weights)]
+
+    def call(**p: Tensor) -> Tensor:
+        return sum((t.sum() for t in terms(**p)), torch.zeros((), dtype=dtype))
+
+    def finite(**p: Tensor) -> Tensor:
+        return sum((torch.where(torch.isfinite(t), t, 0).sum() for t in terms(**p)), torch.zeros((), dtype=dtype))
 
     del slots
     with torch.no_grad():
         call(**leaves)  # draws the weights once, outside any vmap
-    return Problem(call, leaves)
+    return Problem(call, leaves, finite)
 
 
 def _forward_mode(problem: Problem) -> dict[str, Tensor] | None:
@@ -131,11 +142,92 @@ def _analytic(op, problem: Problem, dtype: torch.dtype) -> tuple[dict[str, Tenso
     if op.supports_forward_ad:
         got = _forward_mode(problem)
         if got is not None and all(g.dtype == dtype for g in got.values()):
-            return got, "forward-mode AD"
+            return got, FORWARD
     if dtype == torch.float32:
         ref = autograd_gradients(problem.loss, problem.params, list(problem.params))
-        return {n: g.float() for n, g in ref.items()}, "float64 autograd rounded to float32"
+        return {n: g.float() for n, g in ref.items()}, ROUNDED
     return None
+
+
+FORWARD = "forward-mode AD"
+ROUNDED = "float64 autograd rounded to float32"
+# Richardson extrapolation of central differences, (4 D(h/2) - D(h)) / 3, truncation O(h^4): with h = 1e-2 |x|
+# (1e-2 at x = 0; relative, so that a function defined for x > 0 only, -x log x, is not stepped across 0) that is
+# ~1e-8 relative for a smooth function of unit scale, and the rounding of the differences ~u64 S / h ~ 1e-14 S.
+# Its own error is estimated by the next level, |R(h) - R(h/2)| (which overestimates it by about 16x where the
+# truncation dominates), plus that rounding.
+RICHARDSON_STEP = 1e-2
+# A NaN is off by any amount: it is wrong wherever autograd and Richardson's value are finite and agree to this
+# relative precision (the function is differentiable there, and its derivative known to 4 digits).
+NAN_EVIDENCE = 1e-4
+# The alternative is called wrong where it is off from both float64 autograd and Richardson's value by more than
+# this many times their own disagreement (and Richardson's error estimate): a margin no rounding explains.
+EVIDENCE_FACTOR = 100.0
+
+
+def _richardson(problem: Problem, name: str, index: int) -> tuple[float, float]:
+    """d loss / d params[name][index] in float64 by Richardson-extrapolated central differences, with its error."""
+    params = {k: v.double() for k, v in problem.params.items()}
+    x = float(params[name].reshape(-1)[index])
+
+    def loss_at(h: float) -> float:
+        moved = params[name].clone()
+        moved.view(-1)[index] = x + h
+        with torch.no_grad():
+            return float((problem.finite_loss or problem.loss)(**{**params, name: moved}))
+
+    def central(h: float) -> float:
+        return (loss_at(h) - loss_at(-h)) / (2 * h)
+
+    h = RICHARDSON_STEP * (abs(x) or 1.0)
+    d1, d2, d4 = central(h), central(h / 2), central(h / 4)
+    r1, r2 = (4 * d2 - d1) / 3, (4 * d4 - d2) / 3
+    scale = max(abs(loss_at(0.0)), abs(loss_at(h)), 1e-300)
+    return r2, abs(r2 - r1) + 8 * 2.0**-53 * scale / (h / 4)
+
+
+def alternative_is_wrong(problem: Problem, name: str, analytic: Tensor, oracle, verdict) -> str | None:
+    """The evidence that the forward-mode gradient is itself wrong at the element the verdict blamed (NaN where
+    autograd and Richardson's differences agree on a finite value, or off from both by more than EVIDENCE_FACTOR
+    times their disagreement), or None where nothing shows it wrong (then the failure is a false alarm)."""
+    if oracle.project is not None or (verdict.worst is None and "non-finite" not in verdict.message):
+        return None
+    got = analytic.double().reshape(-1)
+    blamed = (~torch.isfinite(got) & torch.isfinite(oracle.autograd.reshape(-1))).nonzero().reshape(-1)
+    index = int(blamed[0]) if blamed.numel() else int(torch.tensor(_flat_index(verdict.worst.index, analytic.shape)))
+    ag = float(oracle.autograd.reshape(-1)[index])
+    rich, rich_error = _richardson(problem, name, index)
+    value = float(got[index])
+    agreement = abs(ag - rich) + rich_error
+    shown = (not math.isfinite(value) and math.isfinite(rich) and abs(ag - rich) <= NAN_EVIDENCE * abs(ag)) or (
+        abs(value - ag) > EVIDENCE_FACTOR * agreement and abs(value - rich) > EVIDENCE_FACTOR * agreement)
+    if not shown:
+        return None
+    if not math.isfinite(value):
+        return (f"element {index}: forward-mode {value!r} where float64 autograd ({ag!r}) and Richardson ({rich!r}) "
+                "agree on a finite derivative")
+    return (f"element {index}: forward-mode {value!r}, float64 autograd {ag!r}, Richardson {rich!r} "
+            f"(+-{rich_error:.1g}): off by {abs(value - ag):.3g}, {abs(value - ag) / agreement:.3g}x the references' "
+            "own disagreement")
+
+
+def _flat_index(index: tuple[int, ...], shape: torch.Size) -> int:
+    flat = 0
+    for i, n in zip(index, shape):
+        flat = flat * n + i
+    return flat
+
+
+def _second_opinion(problem: Problem, name: str, oracle, dtype: torch.dtype) -> str:
+    """The verdict on a second correct alternative where forward-mode AD was wrong: float64 autograd rounded to
+    float32 in float32; in float64 there is no generic computation both correct and different from the
+    references themselves (float64 autograd *is* the reference; differences are too coarse to judge by)."""
+    from gradcheckers.compare import DEFAULT_TOLERANCE, _agreement
+
+    if dtype != torch.float32:
+        return "no second correct alternative in float64 (not judged again)"
+    verdict = _agreement(name, oracle.autograd.float(), problem.params[name], oracle, DEFAULT_TOLERANCE, "sweep")
+    return f"{ROUNDED}: {verdict.status}"
 
 
 def _bucket(ratio: float) -> float:
@@ -159,7 +251,7 @@ def judge_sample(op, sample, dtype: torch.dtype, seed: int, tally: Tally) -> Non
     if found is None:
         tally.skipped["no forward-mode AD (float64)"] += 1
         return
-    analytic, _ = found
+    analytic, how = found
     names = list(problem.params)
     try:
         oracles = _oracles(problem.loss, problem.params, names, step=1e-5, max_full_elements=4096, directions=16,
@@ -177,9 +269,20 @@ def judge_sample(op, sample, dtype: torch.dtype, seed: int, tally: Tally) -> Non
         tally.elements += problem.params[n].numel()
         tally.inconclusive_elements += verdict.inconclusive if oracles[n].project is None else 0
         if verdict.status == "fail":
-            tally.false_alarms.append(f"{what} {n}: {verdict.message.splitlines()[0]}")
+            _failed(f"{what} {n}", problem, n, analytic[n], oracles[n], verdict, dtype, how, tally)
             continue
         _detect(what, n, problem, analytic[n], oracles[n], dtype, seed, tally)
+
+
+def _failed(what: str, problem: Problem, name: str, analytic: Tensor, oracle, verdict, dtype: torch.dtype, how: str,
+            tally: Tally) -> None:
+    """A failure is a false alarm unless the alternative gradient is shown wrong there (then a detection, with its
+    evidence and the verdict on a second correct alternative)."""
+    evidence = alternative_is_wrong(problem, name, analytic, oracle, verdict) if how == FORWARD else None
+    if evidence is None:
+        tally.false_alarms.append(f"{what}: {verdict.message.splitlines()[0]}")
+    else:
+        tally.wrong_alternatives.append(f"{what}: {evidence}; {_second_opinion(problem, name, oracle, dtype)}")
 
 
 def _detect(what: str, name: str, problem: Problem, analytic: Tensor, oracle, dtype: torch.dtype, seed: int,
@@ -264,6 +367,8 @@ def report(tally: Tally) -> str:
              f"{tally.inconclusive_elements:,} inconclusive",
              f"false alarms: {len(tally.false_alarms)}"]
     lines += [f"  {line}" for line in tally.false_alarms]
+    lines.append(f"forward-mode AD shown wrong (detections, not false alarms): {len(tally.wrong_alternatives)}")
+    lines += [f"  {line}" for line in tally.wrong_alternatives]
     lines.append("skipped: " + (", ".join(f"{why} {n}" for why, n in tally.skipped.most_common()) or "none"))
     lines.append("")
     lines.append("elements within their own allowance of 0 (rounding noise, not corrupted): "

@@ -15,12 +15,26 @@ bound of Wilkinson/Higham is ``u * sum_j |c_j|``). Cancellation makes ``sum_j |c
 is then what decides. Two arms estimate ``E = sum_j |c_j|`` per element, in units of u, so that one estimate
 serves every dtype (the error in dtype d is about u_d E):
 
-* **float32 arm**: autograd run in float32 on the parameters rounded to float32, and again with each
-  parameter moved by -1, 0 or +1 float32 ulp at random, each compared with the float64 gradient:
-  ``|g32 - g64| / u32`` is one draw of ``|sum_j c_j delta_j|`` (with the deltas of float32's roundings).
-* **float64 arm**: the float64 gradient recomputed with every parameter moved by up to NUDGE_ULPS float64 ulps in a
-  random direction: ``|g64' - g64| / u64`` shows the sensitivity at float64's own scale, and is the arm that
-  sees the float64 *reference's* own rounding (where float32 happens to be exact, say).
+* **float32 arm**: autograd run in float32 on the parameters rounded to float32, and again with every rounded
+  result of every operation (forward and backward) moved one ulp up or down at random (:class:`RandomRounding`),
+  each compared with the float64 gradient: ``|g32 - g64| / u32`` is one draw of ``|sum_j c_j delta_j|`` (with
+  the deltas of float32's roundings, random in every draw).
+* **float64 arm**: the float64 gradient recomputed with every rounded float64 result moved one ulp at random,
+  and again, plainly, with the parameters moved by up to NUDGE_ULPS ulps: ``|g64' - g64| / u64``, the arm that sees
+  the float64 *reference's* own rounding (where float32 happens to be exact, or a loss computes in float64
+  whatever its inputs: softmax(x, dtype=float64)). A moved draw that jumps (see unstable elements below) crossed a
+  discontinuity in a parameter's own value and is discarded; only the randomly rounded draws decide a kink.
+
+The draws randomise the roundings themselves. Moving the parameters alone by an ulp or more (what this model did
+first, and what the float32 arm no longer does) misses a rounding whose result is too insensitive to them to
+cross an ulp: it is the same in every draw (1 - tanh^2 at a saturated tanh, a cancellation
+s_k (w_k - sum_i w_i s_i) at a dominant softmax entry), and the draws then repeat one lucky rounding instead of
+sampling it. And it crosses discontinuities in the parameters' own values that no computation from those values
+crosses (a +-1 label compared with 1, a 0/1 mask): those made whole gradients "kinked" (hinge_embedding_loss,
+cosine_embedding_loss in op_db) where the finite differences, one element at a time, agree with autograd. Random
+rounding of every result (Monte Carlo arithmetic, Parker 1997; CESTAC's random rounding mode) makes each delta_j
+random in each draw and, in the draws that decide branches, leaves every parameter as the formula being judged
+receives it.
 
 Each draw of ``|sum_j c_j delta_j|`` is, for random deltas, of the order of ``sqrt(sum_j c_j^2)``, which is
 at most ``E`` and rarely far below it when a few terms dominate (the cancelling case); the largest of
@@ -40,8 +54,10 @@ larger of the tensor's largest entry and the terms' estimated size), no rounding
 explains it: a branch (argmax, sort, a kink, a sampled pooling window) went the other way in float32. Such
 an element cannot be judged in float32 or below; it is inconclusive there, and its float32 draw is left out
 of the estimate for float64 (which the float64 arm covers). Likewise where float32 overflows or gives NaN.
-Where the float64 arm itself moves that far, a kink (relu at 0, abs, max of ties) lies within NUDGE_ULPS of
-the parameters: the element cannot be judged in any dtype (the finite differences straddle it too).
+Where the float64 arm itself moves that far, a kink (relu at 0, abs, max of ties) lies within one rounding of a
+value the computation produces: another correct float64 computation may take the other branch, and the element
+cannot be judged in any dtype. (A kink at a parameter's own value, relu of an exact 0, is left to the references:
+finite differences straddle it and disagree with autograd.)
 """
 
 from __future__ import annotations
@@ -52,8 +68,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
-from gradcheckers.references import PromoteToFloat64, autograd_gradients
+from gradcheckers.references import PromoteToFloat64, _promote, autograd_gradients
 
 __all__ = [
     "FLOOR_TERMS",
@@ -86,11 +104,15 @@ FLOOR_TERMS = 1.0
 # of a sensible size (n roundings reach n u only in the worst case), so a branch taken differently.
 UNSTABLE_FRACTION = 2.0**-10
 
-# How far the float64 arm moves each parameter: a float64 kernel's rounding can be the same for every input
-# within a few ulps (layer_norm of one feature returns 2.8e-14 for an exact 0, unchanged by 1-ulp moves); up
-# to 64 ulps changes it (measured: 0, 2.8e-14, 1.1e-13 across draws). The moves also add the gradient's
-# sensitivity to 64 ulps of its inputs, cond * 64 u: in float64 7e-15 cond relative, far below the 1e-12 of
-# the largest entry that detection needs; the float32 arm moves by 1 ulp, float32 being the tight one.
+# The float64 arm also moves every parameter by up to this many ulps, in draws of their own: random rounding
+# alone can land on the reference's own value again and again where the result is quantised (a group-norm dx
+# that is exactly 0, computed as a difference of terms of ~100 whose rounding is either 0 or one ulp of them,
+# 1.4e-14: all 4 randomly rounded draws equal to the reference in tests/test_verdict_corpus.py's slow case,
+# groupnorm seed 66), while a move of the inputs changes every term. A float64 kernel's rounding can also be the
+# same for every input within a few ulps (layer_norm of one feature returns 2.8e-14 for an exact 0, unchanged by
+# 1-ulp moves); up to 64 ulps changes it (measured: 0, 2.8e-14, 1.1e-13 across draws). The moves also add the
+# gradient's sensitivity to 64 ulps of its inputs, cond * 64 u: in float64 7e-15 cond relative, far below the
+# 1e-12 of the largest entry that detection needs. Below float64 these draws count per ulp of the moves.
 NUDGE_ULPS = 64
 # The floor's S / |theta_i| with |theta_i| at least 2^-10 of max(1, max|theta|): a parameter element of 0
 # would make it infinite. Below 1e-3 of the largest the homogeneity argument is a guess anyway, and the floor
@@ -106,7 +128,7 @@ LossFn = Callable[..., Tensor]
 @dataclass(frozen=True)
 class RoundingEstimate:
     """Per parameter: the rounding magnitude E in units of u (any dtype); where float32 is unstable (cannot be
-    judged in float32 or below); where float64 itself is (a kink within NUDGE_ULPS: cannot be judged at all)."""
+    judged in float32 or below); where float64 itself is (a kink within a rounding: cannot be judged at all)."""
 
     rounding: dict[str, Tensor]  # for float64
     low: dict[str, Tensor]  # for float32 and below
@@ -117,40 +139,133 @@ class RoundingEstimate:
         return self.rounding if dtype == torch.float64 else self.low
 
 
-def _nudged(value: Tensor, ulps: int, generator: torch.Generator) -> Tensor:
-    """``value`` with every element moved by a random whole number of its own ulps in [-ulps, ulps]."""
-    steps = torch.randint(-ulps, ulps + 1, value.shape, generator=generator).to(value.device, value.dtype)
-    return value + steps * (torch.nextafter(value, torch.full_like(value, torch.inf)) - value)
+class RandomRounding(TorchDispatchMode):
+    """Monte Carlo arithmetic on every operation below float64: each result an operation rounded (forward or
+    backward, as the dispatcher runs it) is moved one ulp up or down at random (CESTAC's random rounding).
+
+    Moving the inputs alone leaves a rounding unsampled wherever the result is too insensitive to them to cross
+    an ulp: a saturated tanh(a) in float32 moves by (1 - tanh^2) |a| u ~ 1e-3 of an ulp when a moves by one of
+    its own ulps, so every draw sees autograd's one rounding of it, and 1 - tanh^2 (about 1e-3, from terms of
+    size 1) then inherits the same error in every draw: a lucky rounding (torch's tanh landing within 1/10 of an
+    ulp of the exact value, say) understates what another correct implementation (numpy's tanh, rounded
+    elsewhere in its ulp) is off by, by the same factor (tests/test_rounding.py, the RNN step). With each rounded
+    result moved by one ulp, its error against the exact value is between 1/2 and 3/2 ulp in every draw,
+    independently of the others, so each draw is a draw of sum_j c_j delta_j with every delta_j of size ~u and a
+    random sign.
+
+    Only elements that were rounded move: the operation is run again on its arguments in float64, and an element
+    equal to that is exact (a max, a sort, an index, a copy, a negation, a 0 or a 1 round nothing, and the
+    backward of max finds its argmax again by comparing the input with the result: moving an exact result would
+    take a branch no correct computation takes). Views, in-place and random operations are left alone (moving an
+    in-place result could not be undone for its aliases, re-running a random one would draw other numbers); an
+    operation that cannot run in float64 has every element moved."""
+
+    def __init__(self, generator: torch.Generator, *, float64: bool = False) -> None:
+        super().__init__()
+        self.generator = generator
+        self.float64 = float64
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if func.is_view or func._schema.is_mutable or torch.Tag.nondeterministic_seeded in func.tags:
+            return out
+        results, spec = tree_flatten(out)
+        moved = [self._rounds(t) for t in results]
+        if not any(moved):
+            return out
+        exact: list[object] = [None] * len(results)
+        if any(t.dtype != torch.float64 for t, m in zip(results, moved) if m):
+            try:
+                exact, exact_spec = tree_flatten(func(*tree_map(_promote, args), **tree_map(_promote, kwargs)))
+            except Exception:
+                exact, exact_spec = [], None
+            if exact_spec != spec:
+                exact = [None] * len(results)
+        known = _values(args, kwargs) if any(t.dtype == torch.float64 for t, m in zip(results, moved) if m) else None
+        return tree_unflatten([self._moved(t, e, known) if m else t for t, e, m in zip(results, exact, moved)], spec)
+
+    def _rounds(self, t: object) -> bool:
+        """Whether ``t`` is a result this mode moves: a plain dense floating tensor (below float64 unless asked;
+        autograd's efficient zero tensors stand for exact zeros, and crash nextafter; subclasses have their own
+        semantics)."""
+        return type(t) is Tensor and t.layout == torch.strided and t.is_floating_point() and bool(t.numel()) \
+            and (self.float64 or t.dtype != torch.float64) and not t._is_zerotensor()
+
+    def _moved(self, t: Tensor, exact: object, known: Tensor | None) -> Tensor:
+        if t.dtype == torch.float64:
+            # No higher precision tells a float64 rounding apart: an element equal to one of the operation's own
+            # arguments (or 0) is taken as exact (what a max, sort, index, copy, clamp or relu returns); every
+            # other one as rounded (an exact sum such as 1 + 1 moves too: the estimate errs upwards).
+            rounded = ~torch.isin(t, known.to(t.device)) if known is not None else torch.ones_like(t, dtype=torch.bool)
+        elif isinstance(exact, Tensor) and exact.shape == t.shape:
+            rounded = t.double() != exact
+        else:
+            rounded = torch.ones_like(t, dtype=torch.bool)
+        sign = torch.randint(0, 2, t.shape, generator=self.generator).to(t.device, t.dtype) * 2 - 1
+        return t + torch.where(rounded, sign * (torch.nextafter(t, torch.full_like(t, torch.inf)) - t), 0)
+
+
+def _values(args: object, kwargs: object) -> Tensor:
+    """Every value an operation was given, in float64: its floating tensors' elements, its numbers, and 0."""
+    leaves = tree_flatten((args, kwargs))[0]
+    tensors = [x.detach().reshape(-1).double().cpu() for x in leaves
+               if type(x) is Tensor and x.layout == torch.strided and x.is_floating_point() and not x._is_zerotensor()]
+    numbers = [float(x) for x in leaves if isinstance(x, (int, float)) and not isinstance(x, bool)]
+    return torch.cat([*tensors, torch.tensor([0.0, *numbers], dtype=torch.float64)])
 
 
 def _float32_draws(
     loss_fn: LossFn, args64: Mapping[str, Tensor], wrt: Sequence[str], reference: Mapping[str, Tensor],
     samples: int, generator: torch.Generator,
 ) -> list[dict[str, Tensor]] | None:
-    """|g32 - g64| for the unperturbed and samples - 1 nudged float32 runs, or None where float32 cannot run
+    """|g32 - g64| for the plain and samples - 1 randomly rounded float32 runs, or None where float32 cannot run
     (a loss that mixes its argument with float64 data it holds, say)."""
     args32 = {k: v.float() if v.is_floating_point() else v for k, v in args64.items()}
     draws = []
     for k in range(samples):
-        args = args32 if k == 0 else {n: _nudged(v, 1, generator) if n in wrt else v for n, v in args32.items()}
         try:
-            g = autograd_gradients(loss_fn, args, wrt, promote=False)
+            g = _gradients(loss_fn, args32, wrt, generator if k else None, promote=False)
         except Exception:  # the user's loss in a dtype it was not written for: the float64 arm still runs
             return None
         draws.append({n: (g[n].double() - reference[n]).abs() for n in wrt})
     return draws
 
 
+def _gradients(loss_fn: LossFn, args: Mapping[str, Tensor], wrt: Sequence[str], generator: torch.Generator | None,
+               *, promote: bool) -> dict[str, Tensor]:
+    """Autograd (in float64 with ``promote``, else in the arguments' own dtype), under random rounding when given a
+    generator; a loss that does not survive the mode (an op it cannot run, control flow on perturbed values)
+    falls back to plain autograd (that draw then shows no rounding, and the floor and the other arm remain)."""
+    if generator is not None:
+        try:
+            with RandomRounding(generator, float64=promote):
+                return autograd_gradients(loss_fn, args, wrt, promote=promote)
+        except Exception:
+            pass
+    return autograd_gradients(loss_fn, args, wrt, promote=promote)
+
+
 def _float64_draws(
     loss_fn: LossFn, args64: Mapping[str, Tensor], wrt: Sequence[str], reference: Mapping[str, Tensor],
     samples: int, generator: torch.Generator,
-) -> list[dict[str, Tensor]]:
-    draws = []
+) -> tuple[list[dict[str, Tensor]], list[dict[str, Tensor]]]:
+    """|g64' - g64| for ``samples`` randomly rounded runs, and as many with the parameters also moved by up to
+    NUDGE_ULPS ulps (see there)."""
+    rounded, moved = [], []
     for _ in range(samples):
+        g = _gradients(loss_fn, args64, wrt, generator, promote=True)
+        rounded.append({n: (g[n] - reference[n]).abs() for n in wrt})
         args = {n: _nudged(v, NUDGE_ULPS, generator) if n in wrt else v for n, v in args64.items()}
-        g = autograd_gradients(loss_fn, args, wrt)
-        draws.append({n: (g[n] - reference[n]).abs() for n in wrt})
-    return draws
+        g = autograd_gradients(loss_fn, args, wrt)  # moved only: random rounding is the other draws
+        moved.append({n: (g[n] - reference[n]).abs() for n in wrt})
+    return rounded, moved
+
+
+def _nudged(value: Tensor, ulps: int, generator: torch.Generator) -> Tensor:
+    """``value`` with every element moved by a random whole number of its own ulps in [-ulps, ulps]."""
+    steps = torch.randint(-ulps, ulps + 1, value.shape, generator=generator).to(value.device, value.dtype)
+    return value + steps * (torch.nextafter(value, torch.full_like(value, torch.inf)) - value)
 
 
 def estimate_rounding(
@@ -180,14 +295,16 @@ def estimate_rounding(
     unstable: dict[str, Tensor] = {}
     kinked: dict[str, Tensor] = {}
     for n in wrt:
-        worst64 = torch.stack([d[n] for d in d64]).amax(0)
+        worst64 = torch.stack([d[n] for d in d64[0]]).amax(0)
+        moved64 = torch.stack([d[n] for d in d64[1]]).amax(0)
         worst32 = None if d32 is None else torch.stack([d[n] for d in d32]).amax(0)
-        rounding[n], low[n], unstable[n], kinked[n] = _combined(reference[n], args64[n], forward, worst32, worst64)
+        rounding[n], low[n], unstable[n], kinked[n] = _combined(reference[n], args64[n], forward, worst32, worst64,
+                                                                  moved64)
     return RoundingEstimate(rounding, low, unstable, kinked)
 
 
 def _combined(
-    ref: Tensor, theta: Tensor, forward: float, worst32: Tensor | None, worst64: Tensor
+    ref: Tensor, theta: Tensor, forward: float, worst32: Tensor | None, worst64: Tensor, moved64: Tensor
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """One parameter's (rounding for float64, for float32 and below, unstable, kinked) from the largest draw of
     each arm (see the module)."""
@@ -199,7 +316,13 @@ def _combined(
     # largest so that a parameter of 0 does not make its element unjudgeable.
     terms = forward / theta.abs().clamp(min=LEAST_THETA * size).to(ref.device)
     kinked = (~torch.isfinite(worst64) | (worst64 > UNSTABLE_FRACTION * scale)) & finite
-    e64 = torch.where(kinked, 0.0, worst64) / _U64
+    # The moved draws count where they stay below the same threshold: beyond it the moves crossed a
+    # discontinuity in a parameter's own value (a +-1 label compared with 1), which no computation from the
+    # parameters as given crosses: that draw says nothing of rounding, and the element is not kinked for it.
+    moved_ok = torch.isfinite(moved64) & (moved64 <= UNSTABLE_FRACTION * scale)
+    e64_rounded = torch.where(kinked, 0.0, worst64) / _U64
+    e64_moved = torch.where(kinked | ~moved_ok, 0.0, moved64) / _U64
+    e64 = torch.maximum(e64_rounded, e64_moved)
     if worst32 is None:
         e32, bad, e32_for64 = torch.zeros_like(ref), kinked, torch.zeros_like(ref)
     else:
@@ -225,14 +348,15 @@ def _combined(
     # formula and autograd round the same forward value differently); at u64 it costs no detection (one 1e-4
     # error in an element of 1e-8 of the largest entry is 1e-12 of it, the floor 4 u64 S / |theta_i|).
     estimate = MODEL_SAFETY * torch.maximum(e32_for64, e64) + FLOOR_TERMS * terms.clamp(min=largest)
-    # Below float64 the float64 arm counts per ulp of its moves: the part of it that is sensitivity to the
-    # inputs grows with NUDGE_ULPS, and float32's own moves are of one ulp (the float64 reference's own
-    # rounding, which the 64-ulp moves are there to expose, is 2^-29 of a float32 ulp).
+    # Below float64 the randomly rounded float64 draws count in full (the same E, units of u, from float64's
+    # roundings), the moved ones per ulp of their moves: the part of them that is sensitivity to the inputs grows
+    # with NUDGE_ULPS, and float32's own inputs are not moved.
     # Where float32 itself was exact in every draw it says nothing of a formula that rounds (normalize of one
     # feature: autograd returns an exact 0 in float32, a formula |dy|/r - |dy|/r a few float32 ulps of it):
     # there the float64 arm counts in full and the terms' floor applies.
     # ("exact": moved no more than the float64 arm did, which is float64's own rounding of the reference).
     quiet32 = e32 * _U32 <= 2 * e64 * _U64
     low = torch.where(quiet32, MODEL_SAFETY * e64 + FLOOR_TERMS * terms.clamp(min=largest),
-                      MODEL_SAFETY * torch.maximum(e32, e64 / NUDGE_ULPS) + FLOOR_TERMS * floor)
+                      MODEL_SAFETY * torch.maximum(e32, torch.maximum(e64_rounded, e64_moved / NUDGE_ULPS))
+                      + FLOOR_TERMS * floor)
     return torch.where(finite, estimate, 0.0), torch.where(finite, low, 0.0), bad, kinked

@@ -12,11 +12,6 @@ from gradcheckers.models.layers import LAYERS
 from gradcheckers.layer import Layer, Variant
 
 EXAMPLES = 2000
-# A known false alarm of the rounding model (issue 9, still open): in float32, at a nearly saturated tanh
-# (1 - h^2 ~ 1e-3, from terms of size 1), a correct RNN step's dx can differ from the float64 reference by ~1.5
-# times its allowance, seen once in 2,000 cases (N=1, D=3, H=1, seed=628627). Not strict: most runs pass.
-KNOWN_FALSE_ALARM = pytest.mark.xfail(reason="issue 9: float32 rounding of 1 - tanh^2 near saturation is "
-                                             "underestimated in ~1 of 2,000 cases", strict=False)
 
 
 def _correct() -> list[object]:
@@ -24,10 +19,8 @@ def _correct() -> list[object]:
     for layer in LAYERS.values():
         for label, variant in {"reference": Variant(layer.backward), **layer.correct}.items():
             for dtype in ("float64", "float32"):
-                marks = [pytest.mark.slow]
-                if layer.name == "rnn-step" and dtype == "float32":
-                    marks.append(KNOWN_FALSE_ALARM)
-                params.append(pytest.param(layer, variant, dtype, id=f"{layer.name}-{label}-{dtype}", marks=marks))
+                params.append(pytest.param(layer, variant, dtype, id=f"{layer.name}-{label}-{dtype}",
+                                           marks=pytest.mark.slow))
     return params
 
 
