@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from gradcheckers.assignment import Assignment
+from gradcheckers.evaluation import PromoteToFloat64, float64_args, losses_along
 from gradcheckers.tolerance import ROUNDING_SAFETY, unit_roundoff
 
 __all__ = ["KINK_RELATIVE_THRESHOLD", "kinked_elements", "one_sided_kinks", "pre_activation_kinks"]
@@ -62,10 +63,6 @@ def kinked_elements(assignment: Assignment, args: Mapping[str, Tensor]) -> dict[
     return None
 
 
-def _float64(args: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    return {k: v.detach().double() if v.is_floating_point() else v for k, v in args.items()}
-
-
 def _steps(theta: Tensor) -> Tensor:
     return _STEP * theta.abs().clamp(min=1)
 
@@ -90,7 +87,7 @@ def pre_activation_kinks(assignment: Assignment, args: Mapping[str, Tensor]) -> 
     assert kinks is not None
     names = assignment.parameters
     u = unit_roundoff(args[names[0]].dtype)
-    a64 = _float64(args)
+    a64 = float64_args(args)
     absolute = {k: v.abs() if v.is_floating_point() else v for k, v in a64.items()}
     ones = {k: torch.ones_like(v) if v.is_floating_point() else v for k, v in a64.items()}
     steps = {name: _steps(a64[name]) for name in names}
@@ -133,9 +130,7 @@ def one_sided_kinks(
     O(s^2) and rounding. A kink at distance d < 2s breaks |c(2s) - 4 c(s)| / s + 4 |D(s) - D(2s)| by at least
     min(1, 2 - d/s) / 2 of its jump in slope.
     """
-    from gradcheckers.references import PromoteToFloat64, _losses_along
-
-    a64 = _float64(args)
+    a64 = float64_args(args)
     with torch.no_grad(), PromoteToFloat64():
         f0 = assignment.loss(**a64).double().reshape(())
     masks: dict[str, Tensor] = {}
@@ -154,7 +149,7 @@ def one_sided_kinks(
             rows = torch.arange(4 * idx.numel(), device=theta.device)
             batch[rows, idx.repeat(4)] += (mult[:, None] * s[idx]).reshape(-1)
             with torch.no_grad():
-                losses, _ = _losses_along(assignment.loss, a64, name, batch.reshape(-1, *theta.shape))
+                losses, _ = losses_along(assignment.loss, a64, name, batch.reshape(-1, *theta.shape))
             values[:, lo : lo + idx.numel()] = losses.reshape(4, idx.numel())
         a1, b1 = values[0] - f0, f0 - values[1]
         a2, b2 = values[2] - f0, f0 - values[3]

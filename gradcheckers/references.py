@@ -12,20 +12,26 @@ two-layer network does (``models.two_layer.finite_differences``).
 from __future__ import annotations
 
 import contextlib
-import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_map
 
 from gradcheckers.assignment import Assignment
+from gradcheckers.evaluation import (
+    LossFn,
+    PromoteToFloat64,
+    check_scalar,
+    float64_args,
+    losses_along,
+    one_at_a_time,
+)
 from gradcheckers.kinks import kinked_elements
 
 __all__ = [
     "DEFAULT_STEP",
+    "PromoteToFloat64",
     "References",
     "autograd_gradients",
     "compute_references",
@@ -47,7 +53,6 @@ _LOSS_ROUNDING = 16
 # benchmarks/generic.py and benchmarks/finite_differences.py.
 _BATCH_INTERMEDIATES = 1 << 19
 
-LossFn = Callable[..., Tensor]
 
 
 @dataclass(frozen=True)
@@ -65,139 +70,18 @@ class References:
     kinked: dict[str, Tensor] | None = None
 
 
-def _float64(args: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    return {k: v.detach().double() if v.is_floating_point() else v for k, v in args.items()}
-
-
-class PromoteToFloat64(TorchFunctionMode):
-    """Run torch functions with every lower-precision floating tensor argument promoted to float64.
-
-    A user's loss often closes over data tensors in float32 (``lambda W: ((x @ W) ** 2).sum()``); inside this
-    mode such a loss computes in float64 from the same values, so the references stay float64-accurate.
-    """
-
-    # The largest number of elements of a tensor any call returned: the size of the loss's intermediates,
-    # which finite_difference_gradients uses to size its batches of perturbed copies.
-    largest = 0
-
-    def __init__(self, track_scale: bool = False) -> None:
-        super().__init__()
-        # With track_scale, the largest |value| any intermediate took: the rounding error of a loss is about
-        # u times its largest terms, not u times the (possibly cancelled) value of the loss itself.
-        self.track_scale = track_scale
-        self.scale = 0.0
-        # Whether any call had an argument below float64 (or one it could not tell): a loss that promotes
-        # nothing at its base point computes in float64 alone, and its perturbed copies can skip the mode.
-        self.promoted = False
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        # Promoting walks every argument with tree_map, which costs more than a small op itself: skip it
-        # when no argument needs it.
-        if _needs_promotion(args) or _needs_promotion(kwargs.values()):
-            self.promoted = True
-            args = tree_map(_promote, args)
-            kwargs = tree_map(_promote, kwargs)
-        result = func(*args, **kwargs)
-        if isinstance(result, Tensor) and result.numel() > self.largest:
-            self.largest = result.numel()
-        if self.track_scale and isinstance(result, Tensor) and result.is_floating_point():
-            values = _stored_values(result.detach())
-            if values.numel():
-                self.scale = max(self.scale, float(values.abs().max()))
-        return result
-
-
-def _stored_values(t: Tensor) -> Tensor:
-    """The numbers a tensor stores: a sparse tensor's nonzeros (reductions such as max do not run on sparse
-    layouts, and the implicit zeros add nothing to the scale of the terms)."""
-    if t.layout == torch.sparse_coo:
-        return t._values()
-    if t.layout != torch.strided:
-        return t.values()  # the compressed layouts (CSR, CSC, BSR, BSC)
-    return t
-
-
-def _promote(x: object) -> object:
-    if isinstance(x, Tensor) and x.is_floating_point() and x.dtype != torch.float64:
-        return x.double()
-    return x
-
-
-_LEAVES = (int, float, complex, bool, str, type(None), type(Ellipsis), slice, torch.dtype, torch.device,
-           torch.layout, torch.memory_format)
-
-
-def _needs_promotion(values: Iterable[object]) -> bool:
-    """Whether any value, or any value inside a list, tuple or dict, is a floating tensor below float64."""
-    for x in values:
-        if isinstance(x, Tensor):
-            if x.dtype != torch.float64 and x.is_floating_point():
-                return True
-        elif isinstance(x, (list, tuple)):
-            if _needs_promotion(x):
-                return True
-        elif isinstance(x, dict):
-            if _needs_promotion(x.values()):
-                return True
-        elif not isinstance(x, _LEAVES):
-            return True  # some other container tree_map may look into: let it
-    return False
-
-
 def autograd_gradients(
     loss_fn: LossFn, args: Mapping[str, Tensor], wrt: Sequence[str], *, promote: bool = True
 ) -> dict[str, Tensor]:
     """d loss / d args[name] for each name in ``wrt``, by ``torch.autograd.grad``, computed in float64
     (``promote=False``: in the arguments' own dtype)."""
-    args = _float64(args) if promote else args
+    args = float64_args(args) if promote else args
     leaves = {k: (v.detach().requires_grad_(True) if k in wrt else v) for k, v in args.items()}
     with torch.enable_grad(), (PromoteToFloat64() if promote else contextlib.nullcontext()):
         value = loss_fn(**leaves)
-        _check_scalar(value)
+        check_scalar(value)
         grads = torch.autograd.grad(value, [leaves[name] for name in wrt], allow_unused=True)
     return {name: torch.zeros_like(leaves[name]) if g is None else g for name, g in zip(wrt, grads)}
-
-
-def _check_scalar(value: object) -> None:
-    if not isinstance(value, Tensor) or value.numel() != 1:
-        shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-        raise TypeError(f"the loss function must return a scalar tensor, got {shape}")
-
-
-def _promoting(promote: bool) -> contextlib.AbstractContextManager[object]:
-    """PromoteToFloat64 where the loss needs it (see _Base.promote); nothing where it computes in float64 alone:
-    the mode runs Python on every op of every batched call (at P = 1e2, benchmarks/generic.py's MLP, 12% of
-    finite_difference_gradients' CPU time; nothing measurable at 1e3, where the ops themselves dominate)."""
-    return PromoteToFloat64() if promote else contextlib.nullcontext()
-
-
-def _losses_along(
-    loss_fn: LossFn, args: Mapping[str, Tensor], name: str, batch: Tensor, promote: bool = True
-) -> tuple[Tensor, bool]:
-    """loss(args with args[name] replaced by each row of ``batch``), vectorized by vmap where it can be, and
-    whether vmap batched them (False: one forward call per row)."""
-
-    def one(p: Tensor) -> Tensor:
-        return loss_fn(**{**args, name: p}).reshape(())
-
-    try:
-        with _promoting(promote), warnings.catch_warnings():
-            # An op without a batching rule runs through vmap's per-copy fallback with a warning for every
-            # call; the result is right (or caught by the spot checks below), so the warning is only noise.
-            warnings.filterwarnings("ignore", message="There is a performance drop", category=UserWarning)
-            return torch.func.vmap(one)(batch).detach(), True
-    except Exception:
-        # Losses that call .item(), use data-dependent control flow or in-place ops on the batched tensor
-        # cannot be vmapped; they still get every perturbation, one forward call at a time.
-        return _one_at_a_time(loss_fn, args, name, batch, promote), False
-
-
-def _one_at_a_time(
-    loss_fn: LossFn, args: Mapping[str, Tensor], name: str, batch: Tensor, promote: bool = True
-) -> Tensor:
-    with _promoting(promote):
-        return torch.stack([loss_fn(**{**args, name: p}).reshape(()) for p in batch]).detach()
 
 
 def _copies_per_call(largest: int) -> int:
@@ -229,7 +113,7 @@ def _base(loss_fn: LossFn, args: Mapping[str, Tensor]) -> _Base:
     mode = PromoteToFloat64(track_scale=True)
     with mode:
         base = loss_fn(**args)
-    _check_scalar(base)
+    check_scalar(base)
     rounding = _LOSS_ROUNDING * _U64 * (base.detach().abs().item() + mode.scale + 1e-300)
     return _Base(rounding, _copies_per_call(mode.largest), mode.promoted or base.dtype != torch.float64)
 
@@ -285,16 +169,16 @@ def _perturbed_losses(
     for lo in range(0, numel, chunk):
         idx = torch.arange(lo, min(numel, lo + chunk), device=theta.device)
         batch = _perturbed(flat, s, idx, buffer).reshape(-1, *theta.shape)
-        losses, vmapped = _losses_along(loss_fn, args, name, batch, base.promote)
+        losses, vmapped = losses_along(loss_fn, args, name, batch, base.promote)
         batched |= vmapped
         values[:, lo : lo + idx.numel()] = losses.reshape(len(_MULTIPLIERS), idx.numel())
     if batched:
         ends = torch.tensor([0, numel - 1], device=theta.device)
         rows = _perturbed(flat, s, ends)[[0, 3 * 2 + 1]]  # (+s, first element) and (-2s, last element)
-        alone = _one_at_a_time(loss_fn, args, name, rows.reshape(-1, *theta.shape), base.promote)
+        alone = one_at_a_time(loss_fn, args, name, rows.reshape(-1, *theta.shape), base.promote)
         if not _agree(torch.stack([values[0, 0], values[3, -1]]), alone, base.rounding):
             every = _perturbed(flat, s, torch.arange(numel)).reshape(-1, *theta.shape)
-            return _one_at_a_time(loss_fn, args, name, every, base.promote).reshape(len(_MULTIPLIERS), numel), False
+            return one_at_a_time(loss_fn, args, name, every, base.promote).reshape(len(_MULTIPLIERS), numel), False
     return values, batched
 
 
@@ -343,7 +227,7 @@ def finite_difference_gradients(
     with it are evaluated again one copy at a time, so that an operator vmap batches wrongly cannot make the
     two references disagree (the estimate is then the unbatched one, whatever it says).
     """
-    args = _float64(args)
+    args = float64_args(args)
     base = _base(loss_fn, args)
     out: dict[str, tuple[Tensor, Tensor]] = {}
     for name in wrt:
@@ -359,7 +243,7 @@ def finite_difference_gradients(
             idx = _disagreeing(grad, err, autograd[name])
             if idx.numel():
                 again = _perturbed(flat, s, idx).reshape(-1, *theta.shape)
-                alone = _one_at_a_time(loss_fn, args, name, again, base.promote)
+                alone = one_at_a_time(loss_fn, args, name, again, base.promote)
                 values[:, idx] = alone.reshape(len(_MULTIPLIERS), idx.numel())
                 grad, err = _richardson(values, s, base.rounding)
         out[name] = (grad.reshape(theta.shape), err.reshape(theta.shape))
@@ -382,7 +266,7 @@ def directional_derivatives(
     against the norm of everything else and misses it. The batched losses are spot-checked against one
     unbatched call, as in finite_difference_gradients.
     """
-    args = _float64(args)
+    args = float64_args(args)
     base = _base(loss_fn, args)
     copies, rounding = base.copies, base.rounding
     out: dict[str, tuple[Tensor, Tensor]] = {}
@@ -396,12 +280,12 @@ def directional_derivatives(
         mult = torch.tensor(_MULTIPLIERS, dtype=torch.float64, device=theta.device)
         batch = theta[None, None] + (mult[:, None] * s).reshape(-1, 1, *([1] * theta.dim())) * d[None]
         batch = batch.reshape(len(_MULTIPLIERS) * d.shape[0], *theta.shape)  # -1 is ambiguous with 0 elements
-        parts = [_losses_along(loss_fn, args, name, batch[lo : lo + copies], base.promote)
+        parts = [losses_along(loss_fn, args, name, batch[lo : lo + copies], base.promote)
                  for lo in range(0, batch.shape[0], copies)]
         losses = torch.cat([p[0] for p in parts]) if parts else torch.zeros(0, dtype=torch.float64)
         if any(p[1] for p in parts) and not _agree(
-                losses[-1:], _one_at_a_time(loss_fn, args, name, batch[-1:], base.promote), rounding):
-            losses = _one_at_a_time(loss_fn, args, name, batch, base.promote)
+                losses[-1:], one_at_a_time(loss_fn, args, name, batch[-1:], base.promote), rounding):
+            losses = one_at_a_time(loss_fn, args, name, batch, base.promote)
         losses = losses.reshape(len(_MULTIPLIERS), -1)
         d1 = (losses[0] - losses[1]) / (2 * s)
         d2 = (losses[2] - losses[3]) / (4 * s)
@@ -411,7 +295,7 @@ def directional_derivatives(
 
 def compute_references(assignment: Assignment, args: Mapping[str, Tensor]) -> References:
     """Both references for one case of an assignment, from the case's own values promoted to float64."""
-    args64 = _float64(args)
+    args64 = float64_args(args)
     wrt = assignment.parameters
     if assignment.autograd is not None:
         ag = assignment.autograd(args64)

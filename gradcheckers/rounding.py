@@ -71,7 +71,8 @@ from torch import Tensor
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
-from gradcheckers.references import PromoteToFloat64, _promote, autograd_gradients
+from gradcheckers.evaluation import PromoteToFloat64, promote
+from gradcheckers.references import autograd_gradients
 
 __all__ = [
     "FLOOR_TERMS",
@@ -177,7 +178,7 @@ class RandomRounding(TorchDispatchMode):
         exact: list[object] = [None] * len(results)
         if any(t.dtype != torch.float64 for t, m in zip(results, moved) if m):
             try:
-                exact, exact_spec = tree_flatten(func(*tree_map(_promote, args), **tree_map(_promote, kwargs)))
+                exact, exact_spec = tree_flatten(func(*tree_map(promote, args), **tree_map(promote, kwargs)))
             except Exception:
                 exact, exact_spec = [], None
             if exact_spec != spec:
