@@ -37,7 +37,12 @@ from gradcheckers import strategies
 from gradcheckers.assignment import Case, Hyperparameter, Sizes
 from gradcheckers.compare import ReferenceNames, Verdict, judge_with_limits
 from gradcheckers.errors import GradientMismatchError, InvalidArgument
-from gradcheckers.forward_verdict import UNIFORM_RELATIVE_FLOOR, UNIFORM_RELATIVE_LIMIT, judge_forward
+from gradcheckers.forward_verdict import (
+    UNIFORM_RELATIVE_FLOOR,
+    UNIFORM_RELATIVE_LIMIT,
+    judge_forward,
+    reference_forward,
+)
 from gradcheckers.references import autograd_gradients, finite_difference_gradients
 from gradcheckers.rounding import RoundingEstimate, estimate_rounding
 from gradcheckers.tolerance import REFERENCE_SAFETY, Tolerance, allowed_error, generic_rounding, references_agree
@@ -403,10 +408,10 @@ def _forward_verdict(layer: _Layer, case: Case, arrays: Mapping[str, np.ndarray]
     """The student's forward output against the reference forward's (see :mod:`gradcheckers.forward_verdict`)."""
     assert layer.reference is not None
     try:
-        ref = torch.as_tensor(_split(layer.reference(*_torch_args(arrays).values(), **_hyper(layer, case)))[0])
+        ref, spread = reference_forward(layer.reference, list(_torch_args(arrays).values()), _hyper(layer, case), dtype)
     except Exception as error:
         raise _reference_failure(layer.reference, case, error) from error
-    return judge_forward(out, ref, dtype, layer.tolerance, lambda: f"Case: {case.describe()}")
+    return judge_forward(out, ref, dtype, layer.tolerance, lambda: f"Case: {case.describe()}", spread)
 
 
 def _evaluate(layer: _Layer, case: Case) -> tuple[list[Verdict], int]:

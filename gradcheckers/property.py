@@ -27,7 +27,7 @@ from gradcheckers._threads import one_thread_if_small
 from gradcheckers.assignment import DEFAULT_ASSIGNMENT, SIZE_NAMES, Assignment, Case, get_assignment
 from gradcheckers.compare import Verdict, WorstElement, judge_with_limits
 from gradcheckers.errors import InvalidArgument, SubmissionFailure
-from gradcheckers.forward_verdict import FORWARD, judge_forward
+from gradcheckers.forward_verdict import FORWARD, judge_forward, reference_forward
 from gradcheckers.references import References, compute_references
 from gradcheckers.rounding import estimate_rounding
 from gradcheckers.tolerance import Tolerance, allowed_error, references_agree
@@ -458,9 +458,12 @@ def evaluate_forward(formula: Formula, case: Case, assignment: Assignment, cache
             return Verdict(FORWARD, "fail", failure.reason, failure.message, f"Case: {case.describe()}")
         # The reference in float64 on the very inputs the submission received (a float32 input is exact in float64).
         exact = {n: (t.detach().cpu().double() if t.is_floating_point() else t.detach().cpu()) for n, t in args.items()}
-        reference = torch.as_tensor(assignment.forward(**exact, **hyper))
+        names, forward = list(exact), assignment.forward
+        dtype = getattr(torch, case.dtype)
+        reference, spread = reference_forward(lambda *a, **h: forward(**dict(zip(names, a)), **h),
+                                              list(exact.values()), hyper, dtype)
     got = torch.as_tensor(value).detach().cpu()
-    return judge_forward(got, reference, getattr(torch, case.dtype), tolerance, lambda: f"Case: {case.describe()}")
+    return judge_forward(got, reference, dtype, tolerance, lambda: f"Case: {case.describe()}", spread)
 
 
 def check_forward(
