@@ -10,6 +10,7 @@ import csv
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 from test_cli import FAST
 from test_cli import gradcheckers as run_cli
@@ -86,16 +87,21 @@ def test_a_hyperparameter_reaches_the_submission_and_the_counterexample_through_
     assert "stride=2" in run.stdout
 
 
-def test_grade_a_course_on_a_layer_assignment(tmp_path: Path) -> None:
+def _grade_affine_course(tmp_path: Path, students: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """`grade --assignment affine` on a course of the named fixture submissions; each student's JSON report."""
     course = tmp_path / "course"
     course.mkdir()
-    shutil.copy(SUBMISSIONS / "layer_affine_correct.py", course / "alice.py")
-    shutil.copy(SUBMISSIONS / "layer_affine_wrong_db.py", course / "bob.py")
+    for student, fixture in students.items():
+        shutil.copy(SUBMISSIONS / fixture, course / f"{student}.py")
     run = run_cli("grade", str(course), "--assignment", "affine", "--jobs", "1", *FAST,
                   "--csv", str(tmp_path / "book.csv"), "--reports", str(tmp_path / "reports"), tmp_path=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
-    alice = json.loads((tmp_path / "reports" / "alice.json").read_text())
-    bob = json.loads((tmp_path / "reports" / "bob.json").read_text())
+    return {s: json.loads((tmp_path / "reports" / f"{s}.json").read_text()) for s in students}
+
+
+def test_grade_a_course_on_a_layer_assignment(tmp_path: Path) -> None:
+    reports = _grade_affine_course(tmp_path, {"alice": "layer_affine_correct.py", "bob": "layer_affine_wrong_db.py"})
+    alice, bob = reports["alice"], reports["bob"]
     assert alice["passed"] and alice["max_score"] == 3.0
     assert [name for name, r in bob["parameters"].items() if not r["passed"]] == ["b"]
 
@@ -151,18 +157,13 @@ def test_an_assignment_without_a_reference_forward_reports_no_forward_verdict(tm
 
 
 def test_grade_records_a_wrong_forward_in_the_gradebook(tmp_path: Path) -> None:
-    course = tmp_path / "course"
-    course.mkdir()
-    shutil.copy(SUBMISSIONS / "layer_affine_correct.py", course / "alice.py")
-    shutil.copy(SUBMISSIONS / "layer_affine_wrong_forward.py", course / "carol.py")
-    run = run_cli("grade", str(course), "--assignment", "affine", "--jobs", "1", *FAST,
-                  "--csv", str(tmp_path / "book.csv"), "--reports", str(tmp_path / "reports"), tmp_path=tmp_path)
-    assert run.returncode == 0, run.stdout + run.stderr
-    carol = json.loads((tmp_path / "reports" / "carol.json").read_text())
+    reports = _grade_affine_course(tmp_path, {"alice": "layer_affine_correct.py",
+                                                 "carol": "layer_affine_wrong_forward.py"})
+    carol = reports["carol"]
     assert not carol["passed"] and not carol["forward"]["passed"]
     rows = {row["student"]: row for row in csv.DictReader((tmp_path / "book.csv").open())}
     assert "forward (mismatch)" in rows["carol"]["status"], rows["carol"]
-    assert json.loads((tmp_path / "reports" / "alice.json").read_text())["forward"]["passed"]
+    assert reports["alice"]["forward"]["passed"]
 
 
 def test_a_loss_layer_is_submitted_as_the_course_writes_it_and_its_forward_is_the_loss(tmp_path: Path) -> None:
