@@ -20,6 +20,7 @@ mask (:func:`mask`), labels (:func:`labels`), running statistics.
 
 from __future__ import annotations
 
+import functools
 import math
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -35,17 +36,18 @@ from torch import Tensor
 
 from gradcheckers import strategies
 from gradcheckers.assignment import Case, Hyperparameter, Sizes
-from gradcheckers.compare import ReferenceNames, Verdict, judge_with_limits
+from gradcheckers.compare import Limits, ReferenceNames, Verdict, estimated_limits, judge_with_limits
 from gradcheckers.errors import GradientMismatchError, InvalidArgument
 from gradcheckers.forward_verdict import (
     UNIFORM_RELATIVE_FLOOR,
     UNIFORM_RELATIVE_LIMIT,
+    forward_spread,
     judge_forward,
     reference_forward,
 )
 from gradcheckers.references import autograd_gradients, finite_difference_gradients
-from gradcheckers.rounding import RoundingEstimate, estimate_rounding
-from gradcheckers.tolerance import REFERENCE_SAFETY, Tolerance, allowed_error, generic_rounding, references_agree
+from gradcheckers.rounding import RoundingEstimate, RoundingModel
+from gradcheckers.tolerance import REFERENCE_SAFETY, Tolerance, allowed_error, generic_rounding
 
 __all__ = [
     "BackwardResult",
@@ -330,7 +332,7 @@ class _TorchReferences:
     differences: dict[str, tuple[Tensor, Tensor]]
     # How far a correct dx may be off, per element, as assert_gradients_agree measures it for any loss
     # (gradcheckers.rounding): a normalization's dx is a small difference of large terms.
-    estimate: RoundingEstimate
+    model: RoundingModel
 
 
 def _torch_references(fn: Callable[..., Any], layer: _Layer, case: Case, arrays: Mapping[str, np.ndarray],
@@ -354,10 +356,10 @@ def _torch_references(fn: Callable[..., Any], layer: _Layer, case: Case, arrays:
         loss64 = loss_with(torch.from_numpy(dout64))
         ag = {k: v.contiguous() for k, v in autograd_gradients(loss64, args, layer.wrt).items()}
         fd = finite_difference_gradients(loss64, args, layer.wrt, autograd=ag)
-        estimate = estimate_rounding(loss64, args, layer.wrt, ag, seed=case.seed)
+        model = RoundingModel(loss64, args, layer.wrt, ag, seed=case.seed)
     except Exception as error:
         raise _reference_failure(fn, case, error) from error
-    return _TorchReferences(ag, fd, estimate)
+    return _TorchReferences(ag, fd, model)
 
 
 def _reference_failure(fn: Callable[..., Any], case: Case, error: BaseException) -> ReferenceFailure:
@@ -407,11 +409,13 @@ def _forward_verdict(layer: _Layer, case: Case, arrays: Mapping[str, np.ndarray]
                      dtype: torch.dtype) -> Verdict:
     """The student's forward output against the reference forward's (see :mod:`gradcheckers.forward_verdict`)."""
     assert layer.reference is not None
+    args, hyper, reference = list(_torch_args(arrays).values()), _hyper(layer, case), layer.reference
     try:
-        ref, spread = reference_forward(layer.reference, list(_torch_args(arrays).values()), _hyper(layer, case), dtype)
+        ref = reference_forward(reference, args, hyper)
     except Exception as error:
-        raise _reference_failure(layer.reference, case, error) from error
-    return judge_forward(out, ref, dtype, layer.tolerance, lambda: f"Case: {case.describe()}", spread)
+        raise _reference_failure(reference, case, error) from error
+    return judge_forward(out, ref, dtype, layer.tolerance, lambda: f"Case: {case.describe()}",
+                         lambda: forward_spread(reference, args, hyper, dtype, ref))
 
 
 def _evaluate(layer: _Layer, case: Case) -> tuple[list[Verdict], int]:
@@ -431,19 +435,22 @@ def _evaluate(layer: _Layer, case: Case) -> tuple[list[Verdict], int]:
     else:
         verdicts += _numpy_verdicts(layer, case, arrays, dout64, grads, dtype)
         return _not_passed(verdicts)
-    estimate = refs.estimate
     for name in layer.wrt:
+        # As assert_gradients_agree judges: the rounding model's floor first, the model itself where the gradient
+        # does not agree under it (gradcheckers.compare.settled_limits).
         ag, (fd, fd_error) = refs.autograd[name], refs.differences[name]
-        # As assert_gradients_agree judges: undecidable near a kink, or where float32 takes another branch when
-        # judging float32 or below; allowed from the per-element rounding model of the judged dtype.
-        undecidable = estimate.kinked[name] | (estimate.unstable[name] if dtype != torch.float64 else False)
-        conclusive = references_agree(ag, fd, fd_error, estimate.rounding[name]) & ~undecidable
-        allowed = allowed_error(ag, estimate.for_dtype(dtype)[name], dtype, layer.tolerance)
+        limits = functools.partial(estimated_limits, name=name, autograd=ag, fd=fd, fd_error=fd_error, dtype=dtype,
+                                   tolerance=layer.tolerance)
+        floor = limits(refs.model.floor)
         verdicts.append(judge_with_limits(name, _to_numpy(grads[name]), tuple(arrays[name].shape), ag, fd, fd_error,
-                                          conclusive, allowed, dtype, f"Case: {case.describe()}",
-                                          f"backward's {layer.names[name]}",
-                                          kinked=undecidable if bool(undecidable.any()) else None))
+                                          floor.conclusive, floor.allowed, dtype, f"Case: {case.describe()}",
+                                          f"backward's {layer.names[name]}", floor.kinked,
+                                          refine=functools.partial(_refined, limits, refs.model)))
     return _not_passed(verdicts)
+
+
+def _refined(limits: Callable[[RoundingEstimate], Limits], model: RoundingModel) -> Limits:
+    return limits(model.full)
 
 
 def _not_passed(verdicts: list[Verdict]) -> tuple[list[Verdict], int]:

@@ -11,7 +11,7 @@ import math
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from gradcheckers.references import (
     directional_derivatives,
     finite_difference_gradients,
 )
-from gradcheckers.rounding import estimate_rounding
+from gradcheckers.rounding import RoundingEstimate, RoundingModel
 from gradcheckers.tolerance import (
     Tolerance,
     allowed_error,
@@ -35,14 +35,17 @@ from gradcheckers.tolerance import (
 __all__ = [
     "AgreementResult",
     "InconclusiveWarning",
+    "Limits",
     "ParameterAgreement",
     "ReferenceNames",
     "Verdict",
     "WorstElement",
     "as_gradient",
     "assert_gradients_agree",
+    "estimated_limits",
     "judge",
     "judged_dtype",
+    "settled_limits",
 ]
 
 # The policy of gradcheckers.tolerance, no user override.
@@ -147,6 +150,49 @@ def as_gradient(value: object, parameter: str, function: str | None = None) -> T
 _INTEGER_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool)
 
 
+class Limits(NamedTuple):
+    """What a verdict needs from the references alone, per element: whether it can be decided at all
+    (``conclusive``: the references agree, and it is not near a kink or a branch), how far the analytic value
+    may be from autograd (``allowed``), and which elements are undecidable for a kink or a branch (``kinked``,
+    None when none is: for the message)."""
+
+    conclusive: Tensor
+    allowed: Tensor
+    kinked: Tensor | None = None
+
+
+def estimated_limits(estimate: RoundingEstimate, name: str, autograd: Tensor, fd: Tensor, fd_error: Tensor,
+                     dtype: torch.dtype, tolerance: Tolerance) -> Limits:
+    """The limits of parameter ``name`` judged in ``dtype`` from a rounding estimate (:mod:`gradcheckers.rounding`):
+    undecidable near a kink (any dtype) or where float32 takes another branch (float32 and below)."""
+    at = autograd.device
+    kinked = estimate.kinked[name].to(at)
+    undecidable = kinked | estimate.unstable[name].to(at) if dtype != torch.float64 else kinked
+    conclusive = references_agree(autograd, fd, fd_error, estimate.rounding[name].to(at)) & ~undecidable
+    allowed = allowed_error(autograd, estimate.for_dtype(dtype)[name].to(at), dtype, tolerance)
+    return Limits(conclusive, allowed, undecidable if bool(undecidable.any()) else None)
+
+
+def _agrees_everywhere(got: Tensor, autograd: Tensor, conclusive: Tensor, allowed: Tensor) -> bool:
+    """Every element finite, decidable and within its allowance: the verdict is a pass."""
+    return bool((torch.isfinite(got) & conclusive & ((got - autograd).abs() <= allowed)).all())
+
+
+def settled_limits(got: Tensor, autograd: Tensor, floor: Limits, refine: Callable[[], Limits] | None) -> Limits:
+    """``floor`` where ``got`` agrees everywhere under it, else ``refine()``.
+
+    ``floor`` holds the least limits a rounding model can give (:attr:`gradcheckers.rounding.RoundingModel.floor`),
+    ``refine`` computes the model's own, which only widen them: an analytic gradient that agrees everywhere under
+    the floor agrees under the model too, and the model's draws (ten times the references' cost) are spent only
+    on a case that does not (a wrong formula, or a correct one rounded beyond a few ulps of its largest entry).
+    A gradient of the wrong shape fails on its shape under any limits."""
+    if refine is None or got.shape != autograd.shape:
+        return floor
+    if _agrees_everywhere(got.to(autograd.dtype), autograd, floor.conclusive, floor.allowed):
+        return floor
+    return refine()
+
+
 def judge(
     parameter: str,
     value: object,
@@ -189,14 +235,19 @@ def judge_with_limits(
     function: str | None = None,
     kinked: Tensor | None = None,
     names: ReferenceNames = GRADIENT_REFERENCES,
+    refine: Callable[[], Limits] | None = None,
 ) -> Verdict:
     """:func:`judge` with what depends on the references alone worked out beforehand: ``conclusive`` (the
     references agree and the element is not ``kinked``) and ``allowed`` (``allowed_error``). The property check
     computes them for every parameter of a case at once. ``context`` may be a callable, called only for a
-    verdict that is not a pass. ``names`` says what the references are, for the message."""
+    verdict that is not a pass. ``names`` says what the references are, for the message. With ``refine``, the
+    limits given are a rounding model's floor, and ``refine()`` gives the model's own where the gradient does
+    not agree everywhere under the floor (:func:`settled_limits`)."""
     got = _shaped_gradient(parameter, value, shape, context, function)
     if isinstance(got, Verdict):
         return got
+    if refine is not None:
+        conclusive, allowed, kinked = settled_limits(got, autograd, Limits(conclusive, allowed, kinked), refine)
     return _verdict(parameter, got, autograd, finite_differences, fd_error, conclusive, allowed, dtype, context,
                     function, kinked, names)
 
@@ -241,12 +292,12 @@ def _verdict(
     kinked: Tensor | None,
     names: ReferenceNames = GRADIENT_REFERENCES,
 ) -> Verdict:
-    finite = torch.isfinite(got)
-    diff = (got - autograd).abs()
     # The common case first, in one reduction: every element finite, decidable and within its tolerance. That
     # implies each check below passes; anything else goes through them in their order.
-    if bool((finite & conclusive & (diff <= allowed)).all()):
+    if _agrees_everywhere(got, autograd, conclusive, allowed):
         return Verdict(parameter, "pass")
+    finite = torch.isfinite(got)
+    diff = (got - autograd).abs()
     who = function or f"the gradient of {parameter}"
     # A non-finite value is the formula's fault only where the exact gradient is finite; where autograd gives
     # nan or inf too the element is not conclusive (references_agree) and is left to the checks below.
@@ -428,37 +479,65 @@ def _validated(params: Mapping[str, Tensor], analytic: Mapping[str, Any]) -> Non
 
 @dataclass(frozen=True)
 class _Oracle:
-    """Per parameter, what the verdict needs from the references: the values to compare (full gradient or
-    projections), finite differences with their error, the rounding magnitude (units of u) and where float32
-    is unstable."""
+    """Per parameter, what the verdict needs from the references: the values to compare with (the full gradient,
+    or its projections along random directions), finite differences with their error, and the limits."""
 
     autograd: Tensor
     fd: Tensor
     fd_error: Tensor
-    rounding: Tensor  # for float64 (and the references' agreement)
-    low: Tensor  # for float32 and below
-    unstable: Tensor
-    kinked: Tensor
     project: Callable[[Tensor], Tensor] | None  # None: every element is compared
-    # Along random directions: the (k, n) directions and, per element, the reference and its rounding.
+
+    def limits(self, dtype: torch.dtype, tolerance: Tolerance) -> tuple[Limits, Callable[[], Limits] | None]:
+        """The limits to judge by, and how to refine them where the analytic gradient does not agree under them."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class _Elements(_Oracle):
+    """Every element compared: limits from the rounding model's floor, refined by the model itself."""
+
+    name: str = ""
+    model: RoundingModel | None = None
+
+    def limits(self, dtype: torch.dtype, tolerance: Tolerance) -> tuple[Limits, Callable[[], Limits] | None]:
+        assert self.model is not None
+        model, refs = self.model, (self.name, self.autograd, self.fd, self.fd_error, dtype, tolerance)
+        return estimated_limits(model.floor, *refs), lambda: estimated_limits(model.full, *refs)
+
+
+@dataclass(frozen=True)
+class _Projections(_Oracle):
+    """Along random directions: the (k, n) directions and, per element, the reference and its rounding (the
+    model's own: the directions leave out what it finds undecidable)."""
+
     directions: Tensor | None = None
     elements: Tensor | None = None
     element_rounding: Tensor | None = None
     element_low: Tensor | None = None
+
+    def limits(self, dtype: torch.dtype, tolerance: Tolerance) -> tuple[Limits, Callable[[], Limits] | None]:
+        assert self.directions is not None and self.elements is not None and self.element_rounding is not None
+        assert self.element_low is not None
+        rounding = self.element_rounding if dtype == torch.float64 else self.element_low
+        conclusive = references_agree(self.autograd, self.fd, self.fd_error,
+                                      self.directions.abs() @ self.element_rounding.reshape(-1))
+        if tolerance.overridden:
+            allowed = allowed_error(self.autograd, self.directions.abs() @ rounding.reshape(-1), dtype, tolerance)
+        else:
+            allowed = projected_allowance(self.directions, self.elements,
+                                          allowed_error(self.elements, rounding, dtype, tolerance))
+        return Limits(conclusive, allowed), None
 
 
 def _oracles(loss_fn: Callable[..., Tensor], params: Mapping[str, Tensor], names: list[str], *, step: float,
              max_full_elements: int, directions: int, seed: int) -> dict[str, _Oracle]:
     args64 = {k: v.detach().double() for k, v in params.items()}
     ag = autograd_gradients(loss_fn, args64, names)
-    estimate = estimate_rounding(loss_fn, args64, names, ag, seed=seed)
-    out: dict[str, _Oracle] = {}
+    model = RoundingModel(loss_fn, args64, names, ag, seed=seed)
     if sum(p.numel() for p in params.values()) <= max_full_elements:
         fd = finite_difference_gradients(loss_fn, args64, names, step=step, autograd=ag)
-        for n in names:
-            out[n] = _Oracle(ag[n].cpu(), fd[n][0].cpu(), fd[n][1].cpu(), estimate.rounding[n].cpu(),
-                             estimate.low[n].cpu(), estimate.unstable[n].cpu(), estimate.kinked[n].cpu(), None)
-        return out
+        return {n: _Elements(ag[n].cpu(), fd[n][0].cpu(), fd[n][1].cpu(), None, n, model) for n in names}
+    estimate = model.full
     generator = torch.Generator().manual_seed(seed)
     dirs = {n: torch.randn(directions, *params[n].shape, generator=generator, dtype=torch.float64) for n in names}
     # Directions leave out the elements that cannot be decided (a kink, or float32 taking another branch):
@@ -466,13 +545,12 @@ def _oracles(loss_fn: Callable[..., Tensor], params: Mapping[str, Tensor], names
     dirs = {n: d * ~(estimate.kinked[n] | estimate.unstable[n]).cpu() for n, d in dirs.items()}
     dd = directional_derivatives(loss_fn, args64, names, {n: d.to(args64[n].device) for n, d in dirs.items()},
                                  step=step)
+    out: dict[str, _Oracle] = {}
     for n in names:
         d = dirs[n].reshape(directions, -1)
         project = lambda g, d=d: d @ g.reshape(-1).double().cpu()
-        none = torch.zeros(directions, dtype=torch.bool)
-        rounding, low = estimate.rounding[n].cpu(), estimate.low[n].cpu()
-        out[n] = _Oracle(project(ag[n]), dd[n][0].cpu(), dd[n][1].cpu(), d.abs() @ rounding.reshape(-1),
-                         d.abs() @ low.reshape(-1), none, none, project, d, ag[n].cpu(), rounding, low)
+        out[n] = _Projections(project(ag[n]), dd[n][0].cpu(), dd[n][1].cpu(), project, d, ag[n].cpu(),
+                              estimate.rounding[n].cpu(), estimate.low[n].cpu())
     return out
 
 
@@ -488,27 +566,18 @@ def _agreement(name: str, value: object, param: Tensor, oracle: _Oracle, toleran
     if oracle.project is not None and tuple(got.shape) == shape:
         directions = oracle.autograd.shape[0]
         label, judged_shape, got = f"{name} (along {directions} random directions)", (directions,), oracle.project(got)
-    # Near a kink (in any dtype) or where float32 takes another branch (when judging float32 or below) the
-    # element cannot be decided: gradcheckers.rounding.
-    undecidable = oracle.kinked | (oracle.unstable if dtype != torch.float64 else oracle.kinked)
-    conclusive = references_agree(oracle.autograd, oracle.fd, oracle.fd_error, oracle.rounding) & ~undecidable
-    high = dtype == torch.float64
-    allowed = allowed_error(oracle.autograd, oracle.rounding if high else oracle.low, dtype, tolerance)
-    element_rounding = oracle.element_rounding if high else oracle.element_low
-    if oracle.directions is not None and oracle.elements is not None and element_rounding is not None \
-            and not tolerance.overridden:
-        per_element = allowed_error(oracle.elements, element_rounding, dtype, tolerance)
-        allowed = projected_allowance(oracle.directions, oracle.elements, per_element)
+    floor, refine = oracle.limits(dtype, tolerance)
+    limits = settled_limits(got.to(torch.float64), oracle.autograd, floor, refine)
     context = f"Device: {param.device}; {what}; judged in {dtype}: {why}"
-    verdict = judge_with_limits(label, got, judged_shape, oracle.autograd, oracle.fd, oracle.fd_error, conclusive,
-                                allowed, dtype, context, function=None if label == name else f"the gradient of {label}",
-                                kinked=undecidable if bool(undecidable.any()) else None)
+    verdict = judge_with_limits(label, got, judged_shape, oracle.autograd, oracle.fd, oracle.fd_error,
+                                limits.conclusive, limits.allowed, dtype, context,
+                                function=None if label == name else f"the gradient of {label}", kinked=limits.kinked)
     if verdict.reason in ("shape", "error"):
         return ParameterAgreement(name, "fail", dtype, 0, 0, None, math.inf, verdict.message)
-    got64 = got.to(torch.float64) if isinstance(got, Tensor) else got
-    worst, ratio = _closest(got64, oracle.autograd, oracle.fd, oracle.fd_error, allowed, conclusive, judged_shape)
-    checked = int(conclusive.sum())
-    return ParameterAgreement(name, verdict.status, dtype, checked, conclusive.numel() - checked,
+    worst, ratio = _closest(got.to(torch.float64), oracle.autograd, oracle.fd, oracle.fd_error, limits.allowed,
+                            limits.conclusive, judged_shape)
+    checked = int(limits.conclusive.sum())
+    return ParameterAgreement(name, verdict.status, dtype, checked, limits.conclusive.numel() - checked,
                               verdict.worst or worst, ratio, verdict.message if verdict.status != "pass" else "")
 
 

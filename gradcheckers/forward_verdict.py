@@ -5,7 +5,7 @@ against the gradient of the *reference* forward. So wherever a reference forward
 ``reference``, an assignment's ``forward``), the forward's output gets a verdict of its own, first, through the same
 comparison as the gradients (:func:`gradcheckers.compare.judge_with_limits`) with the generic rounding of the judged
 dtype, plus what the reference forward itself is off by when run in the judged dtype with its roundings randomised
-(:func:`reference_forward`): a loss that is a small difference of large terms rounds far beyond its own size.
+(:func:`forward_spread`): a loss that is a small difference of large terms rounds far beyond its own size.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gradcheckers.compare import ReferenceNames, Verdict, judge_with_limits
+from gradcheckers.compare import Limits, ReferenceNames, Verdict, judge_with_limits
 from gradcheckers.rounding import MODEL_SAFETY, SAMPLES, RandomRounding
 from gradcheckers.tolerance import Tolerance, allowed_error, generic_rounding
 
@@ -26,6 +26,7 @@ __all__ = [
     "FORWARD_REFERENCE",
     "UNIFORM_RELATIVE_FLOOR",
     "UNIFORM_RELATIVE_LIMIT",
+    "forward_spread",
     "judge_forward",
     "reference_forward",
 ]
@@ -47,24 +48,27 @@ def _first(value: Any) -> Tensor:
     return torch.as_tensor(value[0] if isinstance(value, tuple) else value).detach().to(torch.float64)
 
 
-def reference_forward(forward: Callable[..., Any], args: Sequence[Tensor], kwargs: Mapping[str, Any],
-                      dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """The reference forward's output in float64 on ``args``, and, per element, how far the same forward run in
-    ``dtype`` is off from it at most over SAMPLES runs with every rounding moved by an ulp at random
-    (:class:`gradcheckers.rounding.RandomRounding`, the stochastic arithmetic of the gradients' model).
+def reference_forward(forward: Callable[..., Any], args: Sequence[Tensor], kwargs: Mapping[str, Any]) -> Tensor:
+    """The reference forward's output in float64 on ``args``."""
+    return _first(forward(*[a.double() if a.is_floating_point() else a for a in args], **kwargs))
+
+
+def forward_spread(forward: Callable[..., Any], args: Sequence[Tensor], kwargs: Mapping[str, Any],
+                   dtype: torch.dtype, out: Tensor) -> Tensor:
+    """Per element, how far the reference forward run in ``dtype`` is off from its float64 output ``out`` at most
+    over SAMPLES runs with every rounding moved by an ulp at random (:class:`gradcheckers.rounding.RandomRounding`,
+    the stochastic arithmetic of the gradients' model).
 
     That spread is what another correct writing may be off by (times MODEL_SAFETY, as for the gradients): the
     word2vec loss logsumexp(s) - s[y] of 4.3e-5, a difference of terms of size ~1, is off by ~1e-8 (3e-4
     relative) in float32 in every correct writing, far beyond a rounding of its own size (3 of 2,000 slow
     cases failed before). A forward that cannot run in ``dtype`` gets no spread (the generic rounding alone).
     """
-    args64 = [a.double() if a.is_floating_point() else a for a in args]
-    out = _first(forward(*args64, **kwargs))
     spread = torch.zeros_like(out)
     # float64 has nothing above it to measure its own spread against: its spread is float32's scaled by
     # u64 / u32 (to first order the error is u times the same sensitivities, whatever u is).
     run_in = torch.float32 if dtype == torch.float64 else dtype
-    low = [a.to(run_in) if a.is_floating_point() else a for a in args64]
+    low = [a.to(run_in) if a.is_floating_point() else a for a in args]
     generator = torch.Generator().manual_seed(0)
     try:
         for _ in range(SAMPLES):
@@ -74,13 +78,15 @@ def reference_forward(forward: Callable[..., Any], args: Sequence[Tensor], kwarg
                 spread = torch.maximum(spread, (draw - out).abs().nan_to_num(0.0, 0.0, 0.0))
     except Exception:  # an op without this dtype, or one the mode cannot rerun: the generic rounding stands
         spread = torch.zeros_like(out)
-    return out, spread * (torch.finfo(dtype).eps / torch.finfo(run_in).eps)
+    return spread * (torch.finfo(dtype).eps / torch.finfo(run_in).eps)
 
 
 def judge_forward(out: Any, ref: Tensor, dtype: torch.dtype, tolerance: Tolerance,
-                  context: str | Callable[[], str], spread: Tensor | None = None) -> Verdict:
+                  context: str | Callable[[], str], spread: Callable[[], Tensor] | None = None) -> Verdict:
     """``out`` (the forward's output, an array or tensor in ``dtype``) against ``ref`` (the reference forward's, in
-    float64 on the same inputs); ``spread``: the reference's own spread in ``dtype`` (:func:`reference_forward`)."""
+    float64 on the same inputs); ``spread()``: the reference's own spread in ``dtype`` (:func:`forward_spread`), added
+    to the allowance (times MODEL_SAFETY) only where the output does not agree without it: its random-rounding runs
+    cost more than the rest of the forward's verdict (:func:`gradcheckers.compare.settled_limits`)."""
     ref = torch.as_tensor(ref).detach().to(torch.float64)
     got_shape = tuple(np.shape(out))
     if got_shape != tuple(ref.shape):
@@ -88,10 +94,12 @@ def judge_forward(out: Any, ref: Tensor, dtype: torch.dtype, tolerance: Toleranc
         return Verdict(FORWARD, "fail", "shape", f"the forward returned an output of shape {got_shape}; the reference "
                        f"forward's has shape {tuple(ref.shape)}", text)
     allowed = allowed_error(ref, generic_rounding(ref, None, dtype), dtype, tolerance)
+    finite = torch.isfinite(ref)
+    refine = None
     if spread is not None and not tolerance.overridden:
-        allowed = allowed + MODEL_SAFETY * spread.reshape(ref.shape)
-    verdict = judge_with_limits(FORWARD, out, tuple(ref.shape), ref, ref, torch.zeros_like(ref), torch.isfinite(ref),
-                                allowed, dtype, context, "forward's output", names=FORWARD_REFERENCE)
+        refine = lambda: Limits(finite, allowed + MODEL_SAFETY * spread().reshape(ref.shape))
+    verdict = judge_with_limits(FORWARD, out, tuple(ref.shape), ref, ref, torch.zeros_like(ref), finite, allowed, dtype,
+                                context, "forward's output", names=FORWARD_REFERENCE, refine=refine)
     if verdict.status == "fail" and verdict.reason == "mismatch":
         got = torch.as_tensor(np.asarray(out, dtype=np.float64))
         if uniformly_close(got, ref):

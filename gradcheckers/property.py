@@ -25,11 +25,11 @@ from torch import Tensor
 from gradcheckers import strategies
 from gradcheckers._threads import one_thread_if_small
 from gradcheckers.assignment import DEFAULT_ASSIGNMENT, SIZE_NAMES, Assignment, Case, get_assignment
-from gradcheckers.compare import Verdict, WorstElement, judge_with_limits
+from gradcheckers.compare import Limits, Verdict, WorstElement, judge_with_limits
 from gradcheckers.errors import InvalidArgument, SubmissionFailure
-from gradcheckers.forward_verdict import FORWARD, judge_forward, reference_forward
+from gradcheckers.forward_verdict import FORWARD, forward_spread, judge_forward, reference_forward
 from gradcheckers.references import References, compute_references
-from gradcheckers.rounding import estimate_rounding
+from gradcheckers.rounding import RoundingModel
 from gradcheckers.tolerance import Tolerance, allowed_error, references_agree
 
 __all__ = [
@@ -192,7 +192,7 @@ class _ReferenceCache:
         self.assignment = assignment
         self.size = size
         self._entries: OrderedDict[Case, tuple[dict[str, Tensor], References]] = OrderedDict()
-        self._limits: OrderedDict[tuple[Case, Tolerance], dict[str, tuple[Tensor, Tensor]]] = OrderedDict()
+        self._limits: OrderedDict[tuple[Case, Tolerance, bool], dict[str, Limits]] = OrderedDict()
 
     def get(self, case: Case) -> tuple[dict[str, Tensor], References]:
         entry = self._entries.get(case)
@@ -207,18 +207,20 @@ class _ReferenceCache:
             self._entries.move_to_end(case)
         return entry
 
-    def limits(self, case: Case, tolerance: Tolerance) -> dict[str, tuple[Tensor, Tensor]]:
-        """Per parameter, what the verdict needs from the references alone: (conclusive, allowed).
+    def limits(self, case: Case, tolerance: Tolerance, *, refined: bool = False) -> dict[str, Limits]:
+        """Per parameter, what the verdict needs from the references alone (:class:`gradcheckers.compare.Limits`).
 
+        Without a hand-written rounding analysis the allowances come from the generic rounding model
+        (:mod:`gradcheckers.rounding`): its floor unless ``refined``, its draws then (see ``evaluate_case``).
         Worked out for every parameter of the case at once, elementwise over their concatenation (the same
         numbers as per parameter): one set of tensor operations per case instead of one per parameter and
         example, which was a fifth of an example's own cost (python -m benchmarks.run --only throughput)."""
-        key = (case, tolerance)
+        key = (case, tolerance, refined)
         found = self._limits.get(key)
         if found is not None:
             self._limits.move_to_end(key)
             return found
-        _, refs = self.get(case)
+        args, refs = self.get(case)
         dtype = getattr(torch, case.dtype)
         names = [name for name in self.assignment.parameters if name in refs.autograd]
 
@@ -226,12 +228,15 @@ class _ReferenceCache:
             return torch.cat([tensors[name].reshape(-1) for name in names])
 
         autograd = flat(refs.autograd)
-        estimate = None if refs.rounding is not None else estimate_rounding(
-            self.assignment.bound(case).loss, self.get(case)[0], names, refs.autograd)  # gradcheckers.rounding
+        estimate = None
+        if refs.rounding is None:
+            model = RoundingModel(self.assignment.bound(case).loss, args, names, refs.autograd)
+            estimate = model.full if refined else model.floor
         rounding = flat(estimate.for_dtype(dtype) if estimate is not None else refs.rounding or {})
         conclusive = references_agree(autograd, flat(refs.finite_differences), flat(refs.fd_error), rounding)
         if estimate is not None:
             conclusive &= ~flat(estimate.unstable if dtype != torch.float64 else estimate.kinked)
+        kinked = None
         if refs.kinked is not None:
             kinked = {n: refs.kinked[n] if n in refs.kinked else torch.zeros_like(refs.autograd[n], dtype=torch.bool)
                       for n in names}
@@ -239,7 +244,7 @@ class _ReferenceCache:
         allowed = allowed_error(autograd, rounding, dtype, tolerance)
         sizes = [refs.autograd[n].numel() for n in names]
         found = {
-            n: (c.view(refs.autograd[n].shape), a.view(refs.autograd[n].shape))
+            n: Limits(c.view_as(refs.autograd[n]), a.view_as(refs.autograd[n]), None if kinked is None else kinked[n])
             for n, c, a in zip(names, conclusive.split(sizes), allowed.split(sizes))
         }
         self._limits[key] = found
@@ -295,7 +300,9 @@ def evaluate_case(
             value = formula(*ordered, **assignment.hyperparameter_values(case))
         except SubmissionFailure as failure:
             return Verdict(parameter, "fail", failure.reason, failure.message, f"Case: {case.describe()}")
-        conclusive, allowed = cache.limits(case, tolerance)[parameter]
+        limits = cache.limits(case, tolerance)[parameter]
+        # The generic rounding model's draws only where the gradient does not agree under its floor.
+        refine = None if refs.rounding is not None else lambda: cache.limits(case, tolerance, refined=True)[parameter]
         return judge_with_limits(
             parameter,
             value,
@@ -303,12 +310,13 @@ def evaluate_case(
             refs.autograd[parameter],
             refs.finite_differences[parameter],
             refs.fd_error[parameter],
-            conclusive,
-            allowed,
+            limits.conclusive,
+            limits.allowed,
             getattr(torch, case.dtype),
             context=lambda: f"Case: {case.describe()}",
             function=function,
-            kinked=refs.kinked.get(parameter) if refs.kinked is not None else None,
+            kinked=limits.kinked,
+            refine=refine,
         )
 
 
@@ -460,10 +468,11 @@ def evaluate_forward(formula: Formula, case: Case, assignment: Assignment, cache
         exact = {n: (t.detach().cpu().double() if t.is_floating_point() else t.detach().cpu()) for n, t in args.items()}
         names, forward = list(exact), assignment.forward
         dtype = getattr(torch, case.dtype)
-        reference, spread = reference_forward(lambda *a, **h: forward(**dict(zip(names, a)), **h),
-                                              list(exact.values()), hyper, dtype)
-    got = torch.as_tensor(value).detach().cpu()
-    return judge_forward(got, reference, dtype, tolerance, lambda: f"Case: {case.describe()}", spread)
+        by_position = lambda *a, **h: forward(**dict(zip(names, a)), **h)
+        reference = reference_forward(by_position, list(exact.values()), hyper)
+        got = torch.as_tensor(value).detach().cpu()
+        return judge_forward(got, reference, dtype, tolerance, lambda: f"Case: {case.describe()}",
+                             lambda: forward_spread(by_position, list(exact.values()), hyper, dtype, reference))
 
 
 def check_forward(

@@ -62,6 +62,7 @@ finite differences straddle it and disagree with autograd.)
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -82,6 +83,7 @@ __all__ = [
     "SAMPLES",
     "UNSTABLE_FRACTION",
     "RoundingEstimate",
+    "RoundingModel",
     "estimate_rounding",
 ]
 
@@ -283,25 +285,73 @@ def estimate_rounding(
     ``reference`` is the float64 autograd gradient at ``args`` (already computed by the caller). The result
     is on the reference's device and dtype; a NaN or infinite reference gets E = 0 there (the verdict
     treats such elements on its own)."""
-    generator = torch.Generator().manual_seed(seed)
-    args64 = {k: v.detach().double() if v.is_floating_point() else v for k, v in args.items()}
-    d32 = _float32_draws(loss_fn, args64, wrt, reference, samples, generator)
-    d64 = _float64_draws(loss_fn, args64, wrt, reference, samples, generator)
-    mode = PromoteToFloat64(track_scale=True)
-    with torch.no_grad(), mode:
-        loss_fn(**args64)
-    forward = mode.scale if math.isfinite(mode.scale) else 0.0
-    rounding: dict[str, Tensor] = {}
-    low: dict[str, Tensor] = {}
-    unstable: dict[str, Tensor] = {}
-    kinked: dict[str, Tensor] = {}
-    for n in wrt:
-        worst64 = torch.stack([d[n] for d in d64[0]]).amax(0)
-        moved64 = torch.stack([d[n] for d in d64[1]]).amax(0)
-        worst32 = None if d32 is None else torch.stack([d[n] for d in d32]).amax(0)
-        rounding[n], low[n], unstable[n], kinked[n] = _combined(reference[n], args64[n], forward, worst32, worst64,
-                                                                  moved64)
-    return RoundingEstimate(rounding, low, unstable, kinked)
+    return RoundingModel(loss_fn, args, wrt, reference, samples=samples, seed=seed).full
+
+
+class RoundingModel:
+    """The rounding model of one loss at one point, computed as far as a verdict needs it.
+
+    ``floor`` is what every allowance of :func:`estimate_rounding` is at least, from one forward pass: the floor
+    terms alone (FLOOR_TERMS times the terms' size in float64, times the largest entry below), with nothing
+    unstable or kinked. ``full`` is the model itself: ``2 * SAMPLES`` gradient runs, ``2 * SAMPLES - 1`` of them under
+    :class:`RandomRounding`, which costs some ten times the references themselves (a correct variant's slow run of
+    the layer pack took 6x longer with it). Every allowance grows with the estimate (``tolerance.allowed_error``,
+    ``references_agree``), so a gradient that agrees everywhere under ``floor`` agrees under ``full`` too, and
+    its verdict is a pass either way: the draws are needed only for a case that does not, and
+    :func:`gradcheckers.compare.settled_limits` computes them only then. (Under ``full`` such a case may have
+    elements called unstable or kinked, inconclusive; under ``floor`` they count as checked, which they are:
+    the analytic value agrees with both references there.)"""
+
+    def __init__(self, loss_fn: LossFn, args: Mapping[str, Tensor], wrt: Sequence[str],
+                 reference: Mapping[str, Tensor], *, samples: int = SAMPLES, seed: int = 0) -> None:
+        self.loss_fn, self.wrt, self.reference = loss_fn, list(wrt), reference
+        self.args64 = {k: v.detach().double() if v.is_floating_point() else v for k, v in args.items()}
+        self.samples, self.seed = samples, seed
+        mode = PromoteToFloat64(track_scale=True)
+        with torch.no_grad(), mode:
+            loss_fn(**self.args64)
+        self.forward = mode.scale if math.isfinite(mode.scale) else 0.0
+
+    @functools.cached_property
+    def floor(self) -> RoundingEstimate:
+        rounding, low, never = {}, {}, {}
+        for n in self.wrt:
+            ref = self.reference[n]
+            finite, largest, _, terms = _scales(ref, self.args64[n], self.forward)
+            rounding[n] = torch.where(finite, FLOOR_TERMS * terms.clamp(min=largest), 0.0)
+            low[n] = torch.where(finite, FLOOR_TERMS * largest, 0.0)
+            never[n] = torch.zeros_like(ref, dtype=torch.bool)
+        return RoundingEstimate(rounding, low, never, never)
+
+    @functools.cached_property
+    def full(self) -> RoundingEstimate:
+        generator = torch.Generator().manual_seed(self.seed)
+        args64, wrt, reference, samples = self.args64, self.wrt, self.reference, self.samples
+        d32 = _float32_draws(self.loss_fn, args64, wrt, reference, samples, generator)
+        d64 = _float64_draws(self.loss_fn, args64, wrt, reference, samples, generator)
+        rounding: dict[str, Tensor] = {}
+        low: dict[str, Tensor] = {}
+        unstable: dict[str, Tensor] = {}
+        kinked: dict[str, Tensor] = {}
+        for n in wrt:
+            worst64 = torch.stack([d[n] for d in d64[0]]).amax(0)
+            moved64 = torch.stack([d[n] for d in d64[1]]).amax(0)
+            worst32 = None if d32 is None else torch.stack([d[n] for d in d32]).amax(0)
+            rounding[n], low[n], unstable[n], kinked[n] = _combined(reference[n], args64[n], self.forward, worst32,
+                                                                      worst64, moved64)
+        return RoundingEstimate(rounding, low, unstable, kinked)
+
+
+def _scales(ref: Tensor, theta: Tensor, forward: float) -> tuple[Tensor, float, float, Tensor]:
+    """Where the reference is finite, its largest finite |entry|, the scale that tells a branch from rounding, and
+    per element the terms' estimated size S / |theta_i| (see the module)."""
+    finite = torch.isfinite(ref)
+    largest = float(ref[finite].abs().max()) if bool(finite.any()) else 0.0
+    size = max(1.0, float(theta.abs().max())) if theta.numel() else 1.0
+    # |theta_i| kept above LEAST_THETA of the largest so that a parameter of 0 does not make its element
+    # unjudgeable.
+    terms = forward / theta.abs().clamp(min=LEAST_THETA * size).to(ref.device)
+    return finite, largest, max(largest, forward / size), terms
 
 
 def _combined(
@@ -309,13 +359,7 @@ def _combined(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """One parameter's (rounding for float64, for float32 and below, unstable, kinked) from the largest draw of
     each arm (see the module)."""
-    finite = torch.isfinite(ref)
-    largest = float(ref[finite].abs().max()) if bool(finite.any()) else 0.0
-    size = max(1.0, float(theta.abs().max())) if theta.numel() else 1.0
-    scale = max(largest, forward / size)
-    # Per element the terms are about S / |theta_i| (see above), |theta_i| kept above LEAST_THETA of the
-    # largest so that a parameter of 0 does not make its element unjudgeable.
-    terms = forward / theta.abs().clamp(min=LEAST_THETA * size).to(ref.device)
+    finite, largest, scale, terms = _scales(ref, theta, forward)
     kinked = (~torch.isfinite(worst64) | (worst64 > UNSTABLE_FRACTION * scale)) & finite
     # The moved draws count where they stay below the same threshold: beyond it the moves crossed a
     # discontinuity in a parameter's own value (a +-1 label compared with 1), which no computation from the

@@ -251,7 +251,7 @@ def test_a_cancelling_float32_forward_is_judged_by_the_reference_s_own_spread_in
     # The word2vec layer's loss, logsumexp(s) - s[y], is a difference of terms of size ~1: near a confident
     # prediction it is tiny, and its float32 value is off far beyond a rounding of its own size in every correct
     # writing (3 of 2,000 slow cases failed when the forward's allowance scaled with the output alone).
-    from gradcheckers.forward_verdict import judge_forward, reference_forward
+    from gradcheckers.forward_verdict import forward_spread, judge_forward, reference_forward
     from gradcheckers.tolerance import Tolerance
 
     def loss(s: torch.Tensor) -> torch.Tensor:
@@ -259,7 +259,8 @@ def test_a_cancelling_float32_forward_is_judged_by_the_reference_s_own_spread_in
 
     s32 = torch.tensor([10.0, -0.3, 0.2], dtype=torch.float32)
     got = (torch.log(torch.exp(s32).sum()) - s32[0]).double()  # a correct writing, rounded in float32
-    ref, spread = reference_forward(loss, [s32], {}, torch.float32)
+    ref = reference_forward(loss, [s32], {})
+    spread = lambda: forward_spread(loss, [s32], {}, torch.float32, ref)
     assert abs(float(got - ref)) > 1e-4 * float(ref)  # the cancellation is real
     assert judge_forward(got, ref, torch.float32, Tolerance(), "case").status == "fail"  # the old allowance
     verdict = judge_forward(got, ref, torch.float32, Tolerance(), "case", spread)

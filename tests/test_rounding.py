@@ -3,15 +3,21 @@ judged dtype, may be off by. Each test but the guard is an observed false alarm,
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import numpy as np
+import pytest
 import torch
+from formulas.backward import LAYERS as PUBLISHED
+from formulas.backward import Layer
 from gradcheckers.models.layers.recurrent import RNN_STEP
 
-from gradcheckers import assert_gradients_agree
+from gradcheckers import GradientMismatchError, assert_gradients_agree
 from gradcheckers.assignment import Case, Sizes
 from gradcheckers.backward import _evaluate, _layer
 from gradcheckers.references import autograd_gradients
-from gradcheckers.rounding import RandomRounding, estimate_rounding
+from gradcheckers.rounding import RandomRounding, RoundingModel, estimate_rounding
 from gradcheckers.tolerance import Tolerance, allowed_error
 
 
@@ -90,3 +96,45 @@ def test_a_float64_group_norm_dx_of_exact_zeros_passes_where_random_rounding_rep
     layer = next(la for la in LAYERS if la.name == "groupnorm")
     params, dy, loss = _case(layer, 66, torch.float64)
     assert assert_gradients_agree(loss, params, _grads(layer.correct["compact"], params, dy)).passed
+
+
+@pytest.mark.parametrize("layer", PUBLISHED, ids=[layer.name for layer in PUBLISHED])
+def test_the_floor_is_at_most_the_model_everywhere_and_marks_nothing_undecidable(layer: Layer) -> None:
+    # settled_limits accepts a pass under the floor without the draws: sound only if every allowance of the floor
+    # is at most the model's (allowed_error and references_agree grow with the estimate). Checked on every
+    # published layer of the corpus, for float64 and for float32 and below.
+    for seed in range(3):
+        g = torch.Generator().manual_seed(seed)
+        params = {k: 3 * torch.randn(s, generator=g, dtype=torch.float64) for k, s in layer.shapes(4, 3).items()}
+        dy = torch.randn(layer.forward(**params).shape, generator=g, dtype=torch.float64)
+        loss = functools.partial(_weighted, layer.forward, dy)
+        model = RoundingModel(loss, params, list(params), autograd_gradients(loss, params, list(params)))
+        for n in params:
+            assert bool((model.floor.rounding[n] <= model.full.rounding[n]).all()), (layer.name, n)
+            assert bool((model.floor.low[n] <= model.full.low[n]).all()), (layer.name, n)
+            assert not bool(model.floor.unstable[n].any() | model.floor.kinked[n].any())
+
+
+def _weighted(forward: Callable[..., torch.Tensor], dy: torch.Tensor, **params: torch.Tensor) -> torch.Tensor:
+    return (forward(**params) * dy).sum()
+
+
+def test_the_model_s_draws_run_only_for_a_gradient_that_does_not_agree_under_its_floor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The draws are ten times the references' cost: a gradient equal to autograd's never needs them; a wrong one
+    # (and a correct one rounded beyond the floor) gets them before it is judged.
+    entered = []
+    original = RandomRounding.__enter__
+    monkeypatch.setattr(RandomRounding, "__enter__", lambda self: entered.append(1) or original(self))
+    x = torch.randn(6, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+
+    def loss(x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.layer_norm(x, (3,)).pow(3).sum()
+
+    exact = autograd_gradients(loss, {"x": x}, ["x"])["x"]
+    assert assert_gradients_agree(loss, {"x": x}, {"x": exact}).passed
+    assert not entered
+    with pytest.raises(GradientMismatchError):
+        assert_gradients_agree(loss, {"x": x}, {"x": exact * (1 + 1e-6)})
+    assert entered
