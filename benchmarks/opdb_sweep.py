@@ -298,8 +298,8 @@ def _detect(what: str, name: str, problem: Problem, analytic: Tensor, oracle, dt
     largest = float(ref.abs().max())
     # An element no larger than its own allowance is rounding noise around 0 (the gradient of normalize along
     # its own direction, say): a relative corruption of it is no error, and it is counted apart.
-    noise = None if oracle.project is not None else (
-        ref.abs() <= allowed_error(oracle.autograd, oracle.rounding, dtype, DEFAULT_TOLERANCE)).reshape(-1)
+    noise = None if oracle.project is not None else (ref.abs() <= allowed_error(
+        oracle.autograd, oracle.model.full.rounding[name].cpu(), dtype, DEFAULT_TOLERANCE)).reshape(-1)
     for _ in range(TRIALS):
         index = int(torch.randint(numel, (1,), generator=generator))
         value = float(ref.reshape(-1)[index].abs())

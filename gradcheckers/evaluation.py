@@ -139,5 +139,9 @@ def losses_along(
 def one_at_a_time(
     loss_fn: LossFn, args: Mapping[str, Tensor], name: str, batch: Tensor, promote: bool = True
 ) -> Tensor:
+    """loss(args with args[name] replaced by each row of ``batch``), one call per row. Each row is handed over as
+    a tensor of its own (a clone, one copy of the parameter's size beside a whole forward pass): a row of
+    ``batch`` is a view at an offset into its storage, and a loss that reads its argument through the storage
+    (``as_strided(x, size, stride, storage_offset=0)``) would read the batch's first row instead."""
     with promoting(promote):
-        return torch.stack([loss_fn(**{**args, name: p}).reshape(()) for p in batch]).detach()
+        return torch.stack([loss_fn(**{**args, name: p.clone()}).reshape(()) for p in batch]).detach()
