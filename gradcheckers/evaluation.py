@@ -59,7 +59,10 @@ class PromoteToFloat64(TorchFunctionMode):
         if isinstance(result, Tensor) and result.numel() > self.largest:
             self.largest = result.numel()
         if self.track_scale and isinstance(result, Tensor) and result.is_floating_point():
+            # Finite values only: an infinity the loss masks out (masked softmin fills with +inf) rounds nothing
+            # the loss sums, and one that reaches the loss makes it non-finite, which its callers see anyway.
             values = _stored_values(result.detach())
+            values = values[values.isfinite()]
             if values.numel():
                 self.scale = max(self.scale, float(values.abs().max()))
         return result

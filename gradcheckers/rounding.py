@@ -197,14 +197,20 @@ class RandomRounding(TorchDispatchMode):
 
     def _moved(self, t: Tensor, exact: object, known: Tensor | None) -> Tensor:
         if t.dtype == torch.float64:
-            # No higher precision tells a float64 rounding apart: an element equal to one of the operation's own
-            # arguments (or 0) is taken as exact (what a max, sort, index, copy, clamp or relu returns); every
-            # other one as rounded (an exact sum such as 1 + 1 moves too: the estimate errs upwards).
-            rounded = ~torch.isin(t, known.to(t.device)) if known is not None else torch.ones_like(t, dtype=torch.bool)
+            # No higher precision tells a float64 rounding apart: an element equal in magnitude to one of the
+            # operation's own arguments (or 0) is taken as exact (what a max, sort, index, copy, clamp, relu, abs
+            # or negation returns: a max norm's backward finds its element by comparing |x| with the norm, and
+            # moving |x_i| of a negative x_i lost it); every other one as rounded (an exact sum such as 1 + 1
+            # moves too: the estimate errs upwards).
+            rounded = ~torch.isin(t.abs(), known.abs().to(t.device)) if known is not None \
+                else torch.ones_like(t, dtype=torch.bool)
         elif isinstance(exact, Tensor) and exact.shape == t.shape:
             rounded = t.double() != exact
         else:
             rounded = torch.ones_like(t, dtype=torch.bool)
+        # An infinity or NaN is left alone: there is no ulp to move it by (inf + (inf - inf) is NaN), and an
+        # infinity a loss masks out (masked softmin) made every draw NaN and every element "kinked".
+        rounded = rounded & torch.isfinite(t)
         sign = torch.randint(0, 2, t.shape, generator=self.generator).to(t.device, t.dtype) * 2 - 1
         return t + torch.where(rounded, sign * (torch.nextafter(t, torch.full_like(t, torch.inf)) - t), 0)
 

@@ -138,3 +138,45 @@ def test_the_model_s_draws_run_only_for_a_gradient_that_does_not_agree_under_its
     with pytest.raises(GradientMismatchError):
         assert_gradients_agree(loss, {"x": x}, {"x": exact * (1 + 1e-6)})
     assert entered
+
+
+def test_an_infinite_intermediate_the_loss_masks_out_leaves_every_element_decidable() -> None:
+    # op_db's masked.softmin: masked elements are filled with +inf before softmin. Every derivative is finite and
+    # the references agree to 1e-12, yet every element was inconclusive: random rounding moved the infinities
+    # (inf + (nextafter(inf) - inf) is NaN: every draw NaN, "kinked"), and the finite differences' rounding term,
+    # u times the largest intermediate, was infinite. A corrupted element went uncaught.
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(5, generator=g, dtype=torch.float64) * 3
+    w = torch.randn(5, generator=g, dtype=torch.float64)
+    mask = torch.tensor([True, True, False, True, False])
+
+    def loss(x: torch.Tensor) -> torch.Tensor:
+        return (torch.softmax(-x.masked_fill(~mask, float("inf")), 0) * w).sum()
+
+    exact = autograd_gradients(loss, {"x": x}, ["x"])["x"]
+    result = assert_gradients_agree(loss, {"x": x}, {"x": exact})
+    assert result.inconclusive == 0
+    wrong = exact.clone()
+    wrong[0] *= 1 + 1e-4
+    with pytest.raises(GradientMismatchError):
+        assert_gradients_agree(loss, {"x": x}, {"x": wrong})
+
+
+def test_a_float64_max_norm_is_decidable_where_its_backward_compares_abs_with_the_norm() -> None:
+    # op_db's norm.inf: the backward finds the largest |x_i| by comparing |x| with the norm. Random rounding took
+    # |x_i| (equal to no argument when x_i < 0) for a rounded result and moved it an ulp, so no element equalled
+    # the norm: every draw's gradient 0 or NaN, every element "kinked", though the references agree to 1e-11.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(20, generator=g, dtype=torch.float64) * 3
+    x[x.abs().argmax()] = -x.abs().max()  # the largest |x_i| negative: |x_i| is not an argument's value
+
+    def loss(x: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.vector_norm(x, float("inf")) * 1.7
+
+    exact = autograd_gradients(loss, {"x": x}, ["x"])["x"]
+    model = RoundingModel(loss, {"x": x}, ["x"], {"x": exact})
+    assert not bool(model.full.kinked["x"].any())
+    wrong = exact.clone()
+    wrong[x.abs().argmax()] *= 1 + 1e-4
+    with pytest.raises(GradientMismatchError):
+        assert_gradients_agree(loss, {"x": x}, {"x": wrong})
