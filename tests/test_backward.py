@@ -260,10 +260,14 @@ def test_a_cancelling_float32_forward_is_judged_by_the_reference_s_own_spread_in
     s32 = torch.tensor([10.0, -0.3, 0.2], dtype=torch.float32)
     got = (torch.log(torch.exp(s32).sum()) - s32[0]).double()  # a correct writing, rounded in float32
     ref = reference_forward(loss, [s32], {})
-    spread = lambda: forward_spread(loss, [s32], {}, torch.float32, ref)
+    runs = []
+    spread = lambda: runs.append(1) or forward_spread(loss, [s32], {}, torch.float32, ref)
     assert abs(float(got - ref)) > 1e-4 * float(ref)  # the cancellation is real
     assert judge_forward(got, ref, torch.float32, Tolerance(), "case").status == "fail"  # the old allowance
     verdict = judge_forward(got, ref, torch.float32, Tolerance(), "case", spread)
     assert verdict.status == "pass", verdict.details
+    assert runs == [1]  # the spread's random-rounding runs were needed here ...
+    assert judge_forward(ref, ref, torch.float32, Tolerance(), "case", spread).status == "pass"
+    assert runs == [1]  # ... and not for an output that agrees without them
     wrong = ref * 1.5  # a forward bug changes the output by a term's share, not by a rounding
     assert judge_forward(wrong, ref, torch.float32, Tolerance(), "case", spread).status == "fail"
