@@ -7,6 +7,8 @@ Internal results are :class:`Verdict` records; they become exceptions only at th
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import warnings
 from collections.abc import Callable, Mapping
@@ -186,11 +188,14 @@ def settled_limits(got: Tensor, autograd: Tensor, floor: Limits, refine: Callabl
     the floor agrees under the model too, and the model's draws (ten times the references' cost) are spent only
     on a case that does not (a wrong formula, or a correct one rounded beyond a few ulps of its largest entry).
     A gradient of the wrong shape fails on its shape under any limits."""
-    if refine is None or got.shape != autograd.shape:
-        return floor
-    if _agrees_everywhere(got.to(autograd.dtype), autograd, floor.conclusive, floor.allowed):
-        return floor
-    return refine()
+    return floor if refine is None or _settled(got, autograd, floor) else refine()
+
+
+def _settled(got: Tensor, autograd: Tensor, limits: Limits) -> bool:
+    """Whether the verdict on ``got`` stands under ``limits`` whatever a refinement would widen them to: a wrong
+    shape (it fails on the shape), or agreement everywhere."""
+    return got.shape != autograd.shape or _agrees_everywhere(got.to(autograd.dtype), autograd, limits.conclusive,
+                                                             limits.allowed)
 
 
 def judge(
@@ -480,42 +485,52 @@ def _validated(params: Mapping[str, Tensor], analytic: Mapping[str, Any]) -> Non
 @dataclass(frozen=True)
 class _Oracle:
     """Per parameter, what the verdict needs from the references: the values to compare with (the full gradient,
-    or its projections along random directions), finite differences with their error, and the limits."""
+    or its projections along random directions), finite differences with their error, and the limits, from the
+    rounding model's floor until :meth:`refined` (see :func:`settled_limits`)."""
 
     autograd: Tensor
     fd: Tensor
     fd_error: Tensor
     project: Callable[[Tensor], Tensor] | None  # None: every element is compared
 
-    def limits(self, dtype: torch.dtype, tolerance: Tolerance) -> tuple[Limits, Callable[[], Limits] | None]:
-        """The limits to judge by, and how to refine them where the analytic gradient does not agree under them."""
+    def limits(self, dtype: torch.dtype, tolerance: Tolerance) -> Limits:
+        raise NotImplementedError
+
+    def refined(self) -> _Oracle | None:
+        """The same references judged by the rounding model itself (None: these already are)."""
         raise NotImplementedError
 
 
 @dataclass(frozen=True)
 class _Elements(_Oracle):
-    """Every element compared: limits from the rounding model's floor, refined by the model itself."""
+    """Every element compared."""
 
     name: str = ""
     model: RoundingModel | None = None
+    full: bool = False  # the model's own estimate, not its floor
 
-    def limits(self, dtype: torch.dtype, tolerance: Tolerance) -> tuple[Limits, Callable[[], Limits] | None]:
+    def limits(self, dtype: torch.dtype, tolerance: Tolerance) -> Limits:
         assert self.model is not None
-        model, refs = self.model, (self.name, self.autograd, self.fd, self.fd_error, dtype, tolerance)
-        return estimated_limits(model.floor, *refs), lambda: estimated_limits(model.full, *refs)
+        estimate = self.model.full if self.full else self.model.floor
+        return estimated_limits(estimate, self.name, self.autograd, self.fd, self.fd_error, dtype, tolerance)
+
+    def refined(self) -> _Oracle | None:
+        return None if self.full else dataclasses.replace(self, full=True)
 
 
 @dataclass(frozen=True)
 class _Projections(_Oracle):
-    """Along random directions: the (k, n) directions and, per element, the reference and its rounding (the
-    model's own: the directions leave out what it finds undecidable)."""
+    """Along random directions: the (k, n) directions and, per element, the reference and its rounding."""
 
     directions: Tensor | None = None
     elements: Tensor | None = None
     element_rounding: Tensor | None = None
     element_low: Tensor | None = None
+    # The projections along the same directions judged by the model itself, with the elements it finds undecidable
+    # left out of them (None: these are those).
+    refine: Callable[[], _Projections] | None = None
 
-    def limits(self, dtype: torch.dtype, tolerance: Tolerance) -> tuple[Limits, Callable[[], Limits] | None]:
+    def limits(self, dtype: torch.dtype, tolerance: Tolerance) -> Limits:
         assert self.directions is not None and self.elements is not None and self.element_rounding is not None
         assert self.element_low is not None
         rounding = self.element_rounding if dtype == torch.float64 else self.element_low
@@ -526,7 +541,10 @@ class _Projections(_Oracle):
         else:
             allowed = projected_allowance(self.directions, self.elements,
                                           allowed_error(self.elements, rounding, dtype, tolerance))
-        return Limits(conclusive, allowed), None
+        return Limits(conclusive, allowed)
+
+    def refined(self) -> _Oracle | None:
+        return None if self.refine is None else self.refine()
 
 
 def _oracles(loss_fn: Callable[..., Tensor], params: Mapping[str, Tensor], names: list[str], *, step: float,
@@ -537,20 +555,42 @@ def _oracles(loss_fn: Callable[..., Tensor], params: Mapping[str, Tensor], names
     if sum(p.numel() for p in params.values()) <= max_full_elements:
         fd = finite_difference_gradients(loss_fn, args64, names, step=step, autograd=ag)
         return {n: _Elements(ag[n].cpu(), fd[n][0].cpu(), fd[n][1].cpu(), None, n, model) for n in names}
-    estimate = model.full
     generator = torch.Generator().manual_seed(seed)
-    dirs = {n: torch.randn(directions, *params[n].shape, generator=generator, dtype=torch.float64) for n in names}
-    # Directions leave out the elements that cannot be decided (a kink, or float32 taking another branch):
-    # one of them in every direction would make every direction undecidable.
-    dirs = {n: d * ~(estimate.kinked[n] | estimate.unstable[n]).cpu() for n, d in dirs.items()}
-    dd = directional_derivatives(loss_fn, args64, names, {n: d.to(args64[n].device) for n, d in dirs.items()},
+    drawn = {n: torch.randn(directions, *params[n].shape, generator=generator, dtype=torch.float64) for n in names}
+    floor = _projections(loss_fn, args64, ag, drawn, model.floor, step=step, refine=None)
+
+    @functools.cache
+    def refined() -> dict[str, _Projections]:
+        # Along the same directions with the elements the model finds undecidable (a kink, or float32 taking another
+        # branch) left out: one of them in every direction would make every direction undecidable. Where it finds
+        # none, the floor's directional derivatives serve again.
+        estimate = model.full
+        undecidable = {n: (estimate.kinked[n] | estimate.unstable[n]).cpu() for n in names}
+        if not any(bool(u.any()) for u in undecidable.values()):
+            return {n: dataclasses.replace(p, element_rounding=estimate.rounding[n].cpu(),
+                                           element_low=estimate.low[n].cpu()) for n, p in floor.items()}
+        masked = {n: d * ~undecidable[n] for n, d in drawn.items()}
+        return _projections(loss_fn, args64, ag, masked, estimate, step=step, refine=None)
+
+    return {n: dataclasses.replace(p, refine=functools.partial(_one, refined, n)) for n, p in floor.items()}
+
+
+def _one(projections: Callable[[], dict[str, _Projections]], name: str) -> _Projections:
+    return projections()[name]
+
+
+def _projections(loss_fn: Callable[..., Tensor], args64: Mapping[str, Tensor], ag: Mapping[str, Tensor],
+                 drawn: Mapping[str, Tensor], estimate: RoundingEstimate, *, step: float,
+                 refine: Callable[[], _Projections] | None) -> dict[str, _Projections]:
+    """Per parameter, the reference and the directional derivatives along its own (k, *shape) directions."""
+    dd = directional_derivatives(loss_fn, args64, list(drawn), {n: d.to(args64[n].device) for n, d in drawn.items()},
                                  step=step)
-    out: dict[str, _Oracle] = {}
-    for n in names:
-        d = dirs[n].reshape(directions, -1)
+    out: dict[str, _Projections] = {}
+    for n, directions in drawn.items():
+        d = directions.reshape(directions.shape[0], -1)
         project = lambda g, d=d: d @ g.reshape(-1).double().cpu()
         out[n] = _Projections(project(ag[n]), dd[n][0].cpu(), dd[n][1].cpu(), project, d, ag[n].cpu(),
-                              estimate.rounding[n].cpu(), estimate.low[n].cpu())
+                              estimate.rounding[n].cpu(), estimate.low[n].cpu(), refine)
     return out
 
 
@@ -562,23 +602,32 @@ def _agreement(name: str, value: object, param: Tensor, oracle: _Oracle, toleran
     except SubmissionFailure as failure:
         return ParameterAgreement(name, "fail", param.dtype, 0, 0, None, math.inf, failure.message)
     dtype, why = judged_dtype(param.dtype, got.dtype)
-    label, judged_shape = name, shape
-    if oracle.project is not None and tuple(got.shape) == shape:
-        directions = oracle.autograd.shape[0]
-        label, judged_shape, got = f"{name} (along {directions} random directions)", (directions,), oracle.project(got)
-    floor, refine = oracle.limits(dtype, tolerance)
-    limits = settled_limits(got.to(torch.float64), oracle.autograd, floor, refine)
+    judged, limits = _judged(name, got, shape, oracle, dtype, tolerance)
+    refined = oracle.refined() if not _settled(judged, oracle.autograd, limits) else None
+    if refined is not None:  # the model's draws: see settled_limits
+        oracle = refined
+        judged, limits = _judged(name, got, shape, oracle, dtype, tolerance)
+    label = name if oracle.project is None or judged is got else f"{name} (along {judged.shape[0]} random directions)"
+    judged_shape = tuple(judged.shape) if judged is not got else shape
     context = f"Device: {param.device}; {what}; judged in {dtype}: {why}"
-    verdict = judge_with_limits(label, got, judged_shape, oracle.autograd, oracle.fd, oracle.fd_error,
+    verdict = judge_with_limits(label, judged, judged_shape, oracle.autograd, oracle.fd, oracle.fd_error,
                                 limits.conclusive, limits.allowed, dtype, context,
                                 function=None if label == name else f"the gradient of {label}", kinked=limits.kinked)
     if verdict.reason in ("shape", "error"):
         return ParameterAgreement(name, "fail", dtype, 0, 0, None, math.inf, verdict.message)
-    worst, ratio = _closest(got.to(torch.float64), oracle.autograd, oracle.fd, oracle.fd_error, limits.allowed,
+    worst, ratio = _closest(judged.to(torch.float64), oracle.autograd, oracle.fd, oracle.fd_error, limits.allowed,
                             limits.conclusive, judged_shape)
     checked = int(limits.conclusive.sum())
     return ParameterAgreement(name, verdict.status, dtype, checked, limits.conclusive.numel() - checked,
                               verdict.worst or worst, ratio, verdict.message if verdict.status != "pass" else "")
+
+
+def _judged(name: str, got: Tensor, shape: tuple[int, ...], oracle: _Oracle, dtype: torch.dtype,
+            tolerance: Tolerance) -> tuple[Tensor, Limits]:
+    """What is compared with the oracle's references (the gradient, or its projections; ``got`` itself where its
+    shape is wrong, which fails on the shape), and the limits."""
+    judged = oracle.project(got) if oracle.project is not None and tuple(got.shape) == shape else got
+    return judged, oracle.limits(dtype, tolerance)
 
 
 def assert_gradients_agree(
