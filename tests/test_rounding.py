@@ -4,7 +4,7 @@ judged dtype, may be off by. Each test but the guard is an observed false alarm,
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -119,14 +119,19 @@ def _weighted(forward: Callable[..., torch.Tensor], dy: torch.Tensor, **params: 
     return (forward(**params) * dy).sum()
 
 
-def test_the_model_s_draws_run_only_for_a_gradient_that_does_not_agree_under_its_floor(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def draws() -> Iterator[list[int]]:
+    """One entry per run under random rounding (the rounding model's draws) while the test runs."""
+    entered: list[int] = []
+    original = RandomRounding.__enter__
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(RandomRounding, "__enter__", lambda self: entered.append(1) or original(self))
+        yield entered
+
+
+def test_the_model_s_draws_run_only_for_a_gradient_that_does_not_agree_under_its_floor(draws: list[int]) -> None:
     # The draws are ten times the references' cost: a gradient equal to autograd's never needs them; a wrong one
     # (and a correct one rounded beyond the floor) gets them before it is judged.
-    entered = []
-    original = RandomRounding.__enter__
-    monkeypatch.setattr(RandomRounding, "__enter__", lambda self: entered.append(1) or original(self))
     x = torch.randn(6, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
 
     def loss(x: torch.Tensor) -> torch.Tensor:
@@ -134,10 +139,10 @@ def test_the_model_s_draws_run_only_for_a_gradient_that_does_not_agree_under_its
 
     exact = autograd_gradients(loss, {"x": x}, ["x"])["x"]
     assert assert_gradients_agree(loss, {"x": x}, {"x": exact}).passed
-    assert not entered
+    assert not draws
     with pytest.raises(GradientMismatchError):
         assert_gradients_agree(loss, {"x": x}, {"x": exact * (1 + 1e-6)})
-    assert entered
+    assert draws
 
 
 def test_an_infinite_intermediate_the_loss_masks_out_leaves_every_element_decidable() -> None:
@@ -183,14 +188,11 @@ def test_a_float64_max_norm_is_decidable_where_its_backward_compares_abs_with_th
 
 
 def test_along_random_directions_the_draws_run_only_where_the_floor_does_not_settle_the_verdict(
-    monkeypatch: pytest.MonkeyPatch,
+    draws: list[int],
 ) -> None:
     # Beyond max_full_elements the draws were some 85% of a check's time (P = 180,001: 1.77 of 2.07 s); a
     # gradient that agrees along every direction under the floor passes without them, and a wrong element still
     # fails, judged by the model itself along the same directions.
-    entered = []
-    original = RandomRounding.__enter__
-    monkeypatch.setattr(RandomRounding, "__enter__", lambda self: entered.append(1) or original(self))
     g = torch.Generator().manual_seed(2)
     x, w = torch.randn(64, 8, generator=g, dtype=torch.float64), torch.randn(8, 40, generator=g, dtype=torch.float64)
 
@@ -199,9 +201,9 @@ def test_along_random_directions_the_draws_run_only_where_the_floor_does_not_set
 
     exact = autograd_gradients(loss, {"w": w}, ["w"])["w"]
     assert assert_gradients_agree(loss, {"w": w}, {"w": exact}, max_full_elements=100).passed
-    assert not entered
+    assert not draws
     wrong = exact.clone()
     wrong[3, 7] *= 1.01
     with pytest.raises(GradientMismatchError, match="random directions"):
         assert_gradients_agree(loss, {"w": w}, {"w": wrong}, max_full_elements=100)
-    assert entered
+    assert draws
