@@ -563,7 +563,8 @@ def _oracles(loss_fn: Callable[..., Tensor], params: Mapping[str, Tensor], names
     def refined() -> dict[str, _Projections]:
         # Along the same directions with the elements the model finds undecidable (a kink, or float32 taking another
         # branch) left out: one of them in every direction would make every direction undecidable. Where it finds
-        # none, the floor's directional derivatives serve again.
+        # none, the floor's directional derivatives serve again. (A pass under the floor needs none of this: it is
+        # agreement along directions through every element, within smaller allowances.)
         estimate = model.full
         undecidable = {n: (estimate.kinked[n] | estimate.unstable[n]).cpu() for n in names}
         if not any(bool(u.any()) for u in undecidable.values()):
