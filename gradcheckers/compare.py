@@ -557,7 +557,7 @@ def _oracles(loss_fn: Callable[..., Tensor], params: Mapping[str, Tensor], names
         return {n: _Elements(ag[n].cpu(), fd[n][0].cpu(), fd[n][1].cpu(), None, n, model) for n in names}
     generator = torch.Generator().manual_seed(seed)
     drawn = {n: torch.randn(directions, *params[n].shape, generator=generator, dtype=torch.float64) for n in names}
-    floor = _projections(loss_fn, args64, ag, drawn, model.floor, step=step, refine=None)
+    floor = _projections(loss_fn, args64, ag, drawn, model.floor, step=step)
 
     @functools.cache
     def refined() -> dict[str, _Projections]:
@@ -571,7 +571,7 @@ def _oracles(loss_fn: Callable[..., Tensor], params: Mapping[str, Tensor], names
             return {n: dataclasses.replace(p, element_rounding=estimate.rounding[n].cpu(),
                                            element_low=estimate.low[n].cpu()) for n, p in floor.items()}
         masked = {n: d * ~undecidable[n] for n, d in drawn.items()}
-        return _projections(loss_fn, args64, ag, masked, estimate, step=step, refine=None)
+        return _projections(loss_fn, args64, ag, masked, estimate, step=step)
 
     return {n: dataclasses.replace(p, refine=functools.partial(_one, refined, n)) for n, p in floor.items()}
 
@@ -581,8 +581,7 @@ def _one(projections: Callable[[], dict[str, _Projections]], name: str) -> _Proj
 
 
 def _projections(loss_fn: Callable[..., Tensor], args64: Mapping[str, Tensor], ag: Mapping[str, Tensor],
-                 drawn: Mapping[str, Tensor], estimate: RoundingEstimate, *, step: float,
-                 refine: Callable[[], _Projections] | None) -> dict[str, _Projections]:
+                 drawn: Mapping[str, Tensor], estimate: RoundingEstimate, *, step: float) -> dict[str, _Projections]:
     """Per parameter, the reference and the directional derivatives along its own (k, *shape) directions."""
     dd = directional_derivatives(loss_fn, args64, list(drawn), {n: d.to(args64[n].device) for n, d in drawn.items()},
                                  step=step)
@@ -591,7 +590,7 @@ def _projections(loss_fn: Callable[..., Tensor], args64: Mapping[str, Tensor], a
         d = directions.reshape(directions.shape[0], -1)
         project = lambda g, d=d: d @ g.reshape(-1).double().cpu()
         out[n] = _Projections(project(ag[n]), dd[n][0].cpu(), dd[n][1].cpu(), project, d, ag[n].cpu(),
-                              estimate.rounding[n].cpu(), estimate.low[n].cpu(), refine)
+                              estimate.rounding[n].cpu(), estimate.low[n].cpu())
     return out
 
 
