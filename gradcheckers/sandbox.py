@@ -19,9 +19,9 @@ import signal
 import tempfile
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -35,6 +35,8 @@ from gradcheckers.limits import ISOLATION_LEVELS, Limits
 from gradcheckers.submission import CELL_SECONDS, SubmissionSource, load_error
 
 __all__ = ["ISOLATION_LEVELS", "Limits", "Worker", "prestart"]
+
+_T = TypeVar("_T")
 
 # Largest file a worker may write (its captured output included); past it writes fail with an OSError.
 _FILE_BYTES = 1 << 30
@@ -192,14 +194,8 @@ class Worker:
             ) from None
         except wire.Gone:
             facts = self._kill()
-            if facts.get("signal") == signal.SIGKILL and not self._retrying:
-                # Our own kills go through _Timeout: this SIGKILL came from outside (a person, the OOM killer)
-                # or from the submission. Call once more in a fresh worker; only a second one is its doing.
-                self._retrying = True
-                try:
-                    return self.call(function, args, key=key, device=device)
-                finally:
-                    self._retrying = False
+            if self._killed_from_outside(facts):
+                return self._once_more(lambda: self.call(function, args, key=key, device=device, kwargs=kwargs))
             raise death(
                 f"{function}()", facts, self._limits, "a gradient function must return its result, not end the process"
             ) from None
@@ -282,6 +278,8 @@ class Worker:
             ) from None
         except wire.Gone:
             facts = self._kill()
+            if self._killed_from_outside(facts):
+                return self._once_more(self._spawn)
             failure = death(
                 f"{path}, while loading", facts, self._limits, "its top-level code must only define functions"
             )
@@ -292,6 +290,18 @@ class Worker:
             raise load_error(f"{path}: the worker sent a malformed reply while loading it ({exc})", "crash") from None
         self._kill()
         raise error
+
+    def _killed_from_outside(self, facts: dict[str, Any]) -> bool:
+        # Our own kills go through wire.Timeout: this SIGKILL came from outside (a person, the OOM killer) or from
+        # the submission. It is run once more in a fresh worker; only a second one is the submission's doing.
+        return facts.get("signal") == signal.SIGKILL and not self._retrying
+
+    def _once_more(self, again: Callable[[], _T]) -> _T:
+        self._retrying = True
+        try:
+            return again()
+        finally:
+            self._retrying = False
 
     def _refuse_hidden(self, alarms: list[str], refusals: int, reply: dict[str, Any]) -> None:
         """Every refusal the worker reported on its alarm channel while loading must be one the load's reply

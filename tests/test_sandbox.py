@@ -497,6 +497,55 @@ def test_a_submission_that_no_longer_loads_fails_the_call_after_a_crash(tmp_path
     )
 
 
+def _kill_while_loading(worker: Worker, times: int) -> None:
+    """Start ``worker`` while another thread SIGKILLs it ``times`` times during the load (a person, the OOM killer)."""
+    import threading
+
+    def killer() -> None:
+        killed: set[int] = set()
+        deadline = time.monotonic() + 20
+        while len(killed) < times and time.monotonic() < deadline:
+            pid = worker.pid
+            if pid is not None and pid not in killed:
+                time.sleep(0.3)  # inside the submission's top-level sleep
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    try:
+        worker.start()
+    finally:
+        thread.join()
+
+
+def test_a_worker_killed_from_outside_while_loading_is_loaded_again(tmp_path: Path) -> None:
+    # Seen in CI: the grader killed from outside during the load became "not checkable". A SIGKILL we did not
+    # send is not the submission's doing until it happens twice, as in a call.
+    path = tmp_path / "slow_load.py"
+    path.write_text("import time\ntime.sleep(1.0)\n\n" + (SUBMISSIONS / "correct.py").read_text())
+    worker = Worker(load_source(path), FAST)  # not `with`: that would load it before the killer runs
+    try:
+        _kill_while_loading(worker, times=1)
+        assert worker.call("grad_b2", network()).shape == (3,)
+    finally:
+        worker.close()
+
+
+def test_a_worker_killed_twice_while_loading_fails_to_load(tmp_path: Path) -> None:
+    path = tmp_path / "slow_load.py"
+    path.write_text("import time\ntime.sleep(1.0)\n\n" + (SUBMISSIONS / "correct.py").read_text())
+    worker = Worker(load_source(path), FAST)
+    try:
+        with pytest.raises(LoadError) as error:
+            _kill_while_loading(worker, times=2)
+    finally:
+        worker.close()
+    assert error.value.reason == "crash"  # type: ignore[attr-defined]
+    assert "SIGKILL" in str(error.value)
+
+
 def _alive(pid: int | None) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
