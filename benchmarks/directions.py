@@ -23,7 +23,7 @@ def _share(caught: int, tried: int) -> str:
     return f"{100 * caught / tried:.0f}% of {tried}" if tried else "-"
 
 
-def detection(trials: int, ks: tuple[int, ...] = (16,)) -> list[list[str]]:
+def detection(trials: int, ks: tuple[int, ...] = (64,)) -> list[list[str]]:
     from gradcheckers import GradientMismatchError, InconclusiveWarning, assert_gradients_agree, autograd_gradients
 
     rows = []

@@ -277,15 +277,22 @@ def directional_derivatives(
         # infinite; a tensor with no elements has none).
         finite = theta[theta.isfinite()]
         s = step * max(1.0, finite.abs().max().item() if finite.numel() else 1.0)
-        mult = torch.tensor(_MULTIPLIERS, dtype=torch.float64, device=theta.device)
-        batch = theta[None, None] + (mult[:, None] * s).reshape(-1, 1, *([1] * theta.dim())) * d[None]
-        batch = batch.reshape(len(_MULTIPLIERS) * d.shape[0], *theta.shape)  # -1 is ambiguous with 0 elements
-        parts = [losses_along(loss_fn, args, name, batch[lo : lo + copies], base.promote)
-                 for lo in range(0, batch.shape[0], copies)]
+        mult = torch.tensor(_MULTIPLIERS, dtype=torch.float64, device=theta.device) * s
+        count = len(_MULTIPLIERS) * d.shape[0]
+
+        def steps(lo: int, hi: int, theta: Tensor = theta, d: Tensor = d, mult: Tensor = mult) -> Tensor:
+            # Rows lo..hi of the (multipliers x directions) perturbed copies, made a chunk at a time: all of them
+            # at once would be 4 k copies of the parameter.
+            rows = torch.arange(lo, hi, device=theta.device)
+            scale = mult[rows // d.shape[0]].reshape(-1, *([1] * theta.dim()))
+            return theta[None] + scale * d[rows % d.shape[0]]
+
+        parts = [losses_along(loss_fn, args, name, steps(lo, min(lo + copies, count)), base.promote)
+                 for lo in range(0, count, copies)]
         losses = torch.cat([p[0] for p in parts]) if parts else torch.zeros(0, dtype=torch.float64)
         if any(p[1] for p in parts) and not _agree(
-                losses[-1:], one_at_a_time(loss_fn, args, name, batch[-1:], base.promote), rounding):
-            losses = one_at_a_time(loss_fn, args, name, batch, base.promote)
+                losses[-1:], one_at_a_time(loss_fn, args, name, steps(count - 1, count), base.promote), rounding):
+            losses = one_at_a_time(loss_fn, args, name, steps(0, count), base.promote)
         losses = losses.reshape(len(_MULTIPLIERS), -1)
         d1 = (losses[0] - losses[1]) / (2 * s)
         d2 = (losses[2] - losses[3]) / (4 * s)

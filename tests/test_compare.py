@@ -321,8 +321,21 @@ def test_a_single_wrong_element_of_ten_thousand_is_caught_along_random_direction
     wrong = grad.clone()
     wrong[37, 59] += 0.01
 
-    with pytest.raises(GradientMismatchError, match=r"^the gradient of W \(along 16 random directions\) disagrees"):
+    # The wrong element is in 4 of the 64 directions (DIRECTION_COVER), and each of them shows it.
+    with pytest.raises(GradientMismatchError, match=r"^the gradient of W \(along 64 random directions\) disagrees "
+                       r"with autograd and finite differences \(which agree with each other\) on 4 of 64 element"):
         assert_gradients_agree(loss, params, {"W": wrong})
+
+
+@pytest.mark.parametrize(("k", "cover"), [(64, 4), (16, 4), (6, 4), (4, 4), (1, 1)])
+def test_each_element_is_in_four_random_directions(k: int, cover: int) -> None:
+    from gradcheckers.compare import random_directions
+
+    d = random_directions(k, torch.Size([30, 7]), torch.Generator().manual_seed(k))
+    assert d.shape == (k, 30, 7) and d.dtype == torch.float64
+    assert ((d != 0).sum(0) == cover).all()  # normal weights are never exactly 0
+    if k >= 16:
+        assert (d != 0).sum((1, 2)).min() > 0  # every direction goes through some elements
 
 
 def test_a_large_parameter_of_the_wrong_shape_fails_on_its_shape() -> None:
