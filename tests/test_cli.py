@@ -370,6 +370,28 @@ def test_a_gate_run_writes_nothing_into_the_current_folder(tmp_path: Path) -> No
                                                                 ("json", "gradescope", "junit", "markdown"))
 
 
+def test_hypothesis_constants_are_cached_in_the_user_cache_and_nothing_else_is_left(tmp_path: Path) -> None:
+    # Hypothesis parses every module outside site-packages (gradcheckers itself, in an editable install) for
+    # its constants; the cache of what it found is kept in the user's cache folder, and the private storage
+    # folder of each run is removed.
+    cache, scratch, work = tmp_path / "cache", tmp_path / "tmp", tmp_path / "work"
+    scratch.mkdir()
+    work.mkdir()
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache), "TMPDIR": str(scratch)}
+    env.pop("HYPOTHESIS_STORAGE_DIRECTORY", None)
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-m", "gradcheckers", "check", "correct", *FAST, "--quiet"],
+                              capture_output=True, text=True, timeout=120, env=env, cwd=work)
+        assert proc.returncode == 0, proc.stderr
+        assert not [p.name for p in scratch.iterdir() if p.name.startswith("gradcheckers-hypothesis-")]
+    assert list(work.iterdir()) == []
+    constants = cache / "gradcheckers" / "hypothesis-constants"
+    import gradcheckers as package
+
+    if "/site-packages/" not in str(package.__file__):
+        assert any(constants.iterdir())  # an editable install: gradcheckers's own modules were read
+
+
 # --- notebooks as students write them: every cell runs, each within its budget --------------------------------------
 
 STUDENT_NOTEBOOK_CELLS = [
