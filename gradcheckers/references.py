@@ -49,9 +49,12 @@ _U64 = torch.finfo(torch.float64).eps / 2
 # roundings per term of the largest size; 16 covers every function in tests/test_references.py (8 did not).
 _LOSS_ROUNDING = 16
 # Numbers in the largest intermediate of one batched loss call (copies x the loss's largest tensor), per
-# thread: 2^19 (4 MiB, about a core's cache) was the fastest of 2^14 ... 2^21 on every loss of
-# benchmarks/generic.py and benchmarks/finite_differences.py.
-_BATCH_INTERMEDIATES = 1 << 19
+# thread: 2^18 (2 MiB) was the fastest of 2^16 ... 2^19 on the losses of benchmarks/generic.py and
+# benchmarks/finite_differences.py (P = 1e3: 40 vs 75 ms and 19 vs 29 ms; P = 1e4: 3.6 vs 3.9 s and 1.17 vs
+# 1.43 s against 2^19). Above it, a call's intermediates together pass twice glibc's mmap threshold, the
+# heap's top is given back to the system after every call, and each call faults its pages in afresh
+# (see gradcheckers.scratch): per copy, 256 copies of a 3,200-number loss cost 3 times what 128 did.
+_BATCH_INTERMEDIATES = 1 << 18
 
 
 

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from gradcheckers.assignment import Assignment, Sizes
+from gradcheckers.scratch import scratch
 
 __all__ = [
     "ACTIVATIONS",
@@ -364,8 +365,8 @@ def finite_differences(
     per_unit = len(_STEPS) * fa * n
     cached = (1 << 17) * max(1, torch.get_num_threads())
     width = max(1, min(hidden, min(chunk_elements, cached) // per_unit))  # bound memory: chunk hidden units
-    buffer = torch.empty(width, len(_STEPS), fa, n, dtype=torch.float64, device=X.device)
-    products = torch.empty_like(buffer)
+    # Kept from call to call (gradcheckers.scratch): fresh, their pages cost more than the loop's work.
+    buffer, products = scratch(*2 * [(width, len(_STEPS), fa, n)], device=X.device)
     H3, A3, Q3, X3 = Ht[:, None, None, :], At[:, None, None, :], Qt[:, None, None, :], XT[None, None]
     for lo in range(0, hidden, width):
         hi = min(hidden, lo + width)

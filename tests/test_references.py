@@ -258,7 +258,9 @@ def test_the_generic_path_is_vectorized_not_a_loop_over_elements() -> None:
 
     W = torch.linspace(-2, 2, 1000, dtype=torch.float64).reshape(25, 40)
     grad, _ = finite_difference_gradients(loss, {"W": W}, ["W"])["W"]
-    assert len(calls) < 10  # the loss itself, then a few vmapped calls over chunks of the 4,000 perturbations
+    # The loss itself, 2 spot checks and the vmapped calls over chunks of the 4,000 perturbations: chunks of
+    # 2^18 numbers per thread over 1,000-number intermediates, so 8 with two threads and 16 with one.
+    assert len(calls) <= 3 + 16
     assert (grad - torch.sin(2 * W)).abs().max().item() <= NEAR_FLOAT64 * (torch.sin(W) ** 2).sum().item()
 
 
