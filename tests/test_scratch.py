@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 
 import torch
+from gradcheckers.models.two_layer import draw, finite_differences
 
 from gradcheckers.assignment import Sizes
 from gradcheckers.scratch import scratch
-from models.two_layer import draw, finite_differences
 
 
 def test_the_tensors_have_the_asked_shapes_side_by_side_and_do_not_overlap():
