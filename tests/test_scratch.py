@@ -8,7 +8,7 @@ import torch
 from gradcheckers.models.two_layer import draw, finite_differences
 
 from gradcheckers.assignment import Sizes
-from gradcheckers.scratch import scratch
+from gradcheckers.scratch import _KEEP_AT_MOST, scratch
 
 
 def test_the_tensors_have_the_asked_shapes_side_by_side_and_do_not_overlap():
@@ -25,6 +25,13 @@ def test_a_second_call_reuses_the_first_calls_memory_and_a_larger_one_grows_it()
     grown = scratch((10**6,))[0]
     assert grown.numel() == 10**6
     assert scratch((1000,))[0].data_ptr() == grown.data_ptr()
+
+
+def test_a_request_beyond_the_cap_is_served_fresh_and_not_kept():
+    kept = scratch((1000,))[0].data_ptr()
+    big = scratch((_KEEP_AT_MOST + 1,))[0]
+    assert big.numel() == _KEEP_AT_MOST + 1 and big.data_ptr() != kept
+    assert scratch((1000,))[0].data_ptr() == kept  # the kept block was not replaced by the big one
 
 
 def test_each_thread_and_each_dtype_has_a_block_of_its_own():
